@@ -3,7 +3,9 @@ module github.com/sandbox-guest/sandbox-guest
 go 1.26.0
 
 require (
+	github.com/containerd/errdefs v1.0.0
 	github.com/containerd/ttrpc v1.2.10
+	google.golang.org/grpc v1.81.1
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -14,7 +16,6 @@ require (
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260226221140-a57be14db171 // indirect
-	google.golang.org/grpc v1.81.1 // indirect
 )
 
 tool (
