@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -20,6 +21,7 @@ type fallback struct{ unimplemented }
 // handler type per concern.
 type agentService struct {
 	fallback
+	*containerHandlers
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -28,6 +30,13 @@ var _ pb.AgentServiceService = (*agentService)(nil)
 type Options struct {
 	// Log receives request failures and panics. Defaults to slog.Default().
 	Log *slog.Logger
+	// Sandbox runs the pod's containers; nil leaves the container RPCs
+	// unimplemented.
+	Sandbox *sandbox.Sandbox
+	// AfterDestroySandbox runs in its own goroutine after a successful
+	// DestroySandbox; as PID 1, main shuts the server down (so the reply
+	// is sent first), syncs and powers off.
+	AfterDestroySandbox func()
 }
 
 // Server serves the agent API on one listener.
@@ -47,7 +56,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
-	svc := &agentService{}
+	svc := &agentService{containerHandlers: newContainerHandlers(opts)}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil

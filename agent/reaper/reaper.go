@@ -1,0 +1,236 @@
+// Package reaper makes the agent a child subreaper and reaps the exited
+// children that nobody else waits for.
+//
+// The agent starts container processes through libcontainer, which waits
+// for them itself (os/exec, pidfd). A plain wait(-1) loop would steal those
+// exit statuses, so the reaper only reaps a zombie when
+//
+//   - its pid is not registered as owned (Own/Disown), and
+//   - no process start is in flight (Begin/end), because a child that
+//     exits before its starter has registered it must not be taken.
+//
+// Zombies are found without consuming them: waitid(P_ALL, WNOWAIT) tells
+// whether any exited child exists at all (the cheap common case), and only
+// then /proc is scanned for zombie children of the agent. The loop sleeps on
+// SIGCHLD; there is no polling at idle.
+//
+// Lock order: Reaper.mu is a leaf lock; no other lock is taken under it.
+package reaper
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reaper reaps orphaned children of the agent.
+type Reaper struct {
+	log      *slog.Logger
+	procRoot string
+	self     int
+
+	mu       sync.Mutex
+	owned    map[int]struct{}
+	starting int
+
+	kick chan struct{}
+	sig  chan os.Signal
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Options configure a Reaper.
+type Options struct {
+	Log *slog.Logger
+	// ProcRoot is where procfs is mounted; defaults to /proc.
+	ProcRoot string
+}
+
+// Start makes the calling process a child subreaper and starts the SIGCHLD
+// loop.
+func Start(opts Options) (*Reaper, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("set child subreaper: %w", err)
+	}
+	r := &Reaper{
+		log:      opts.Log,
+		procRoot: opts.ProcRoot,
+		self:     os.Getpid(),
+		owned:    map[int]struct{}{},
+		kick:     make(chan struct{}, 1),
+		sig:      make(chan os.Signal, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.procRoot == "" {
+		r.procRoot = "/proc"
+	}
+	signal.Notify(r.sig, unix.SIGCHLD)
+	go r.loop()
+	r.Kick()
+	return r, nil
+}
+
+// Stop ends the loop. Pending zombies stay for the next owner of the pid 1
+// role (there is none in practice: Stop is for tests).
+func (r *Reaper) Stop() {
+	signal.Stop(r.sig)
+	close(r.stop)
+	<-r.done
+}
+
+// Begin marks the start of a process start: until the returned function is
+// called nothing is reaped. The function registers the pids the starter now
+// owns (it will wait for them itself) and must be called exactly once.
+func (r *Reaper) Begin() (end func(owned ...int)) {
+	if r == nil {
+		return func(...int) {}
+	}
+	r.mu.Lock()
+	r.starting++
+	r.mu.Unlock()
+	var once sync.Once
+	return func(owned ...int) {
+		once.Do(func() {
+			r.mu.Lock()
+			for _, p := range owned {
+				if p > 0 {
+					r.owned[p] = struct{}{}
+				}
+			}
+			r.starting--
+			r.mu.Unlock()
+			r.Kick()
+		})
+	}
+}
+
+// Disown tells the reaper the owner has waited for pid (or gave up on it).
+func (r *Reaper) Disown(pid int) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	delete(r.owned, pid)
+	r.mu.Unlock()
+	r.Kick()
+}
+
+// Kick asks the loop for a scan, e.g. after a start window closed.
+func (r *Reaper) Kick() {
+	if r == nil {
+		return
+	}
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Reaper) loop() {
+	defer close(r.done)
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.sig:
+		case <-r.kick:
+		}
+		r.reap()
+	}
+}
+
+// reap reaps every unowned zombie child while no start is in flight.
+func (r *Reaper) reap() {
+	for {
+		// Cheap check first: is there any exited child at all?
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if err != nil || siginfoPid(&info) == 0 {
+			return // ECHILD or nothing exited
+		}
+		r.mu.Lock()
+		if r.starting > 0 {
+			r.mu.Unlock()
+			return // the end of the start window kicks us again
+		}
+		zombies, err := r.zombies()
+		if err != nil {
+			r.mu.Unlock()
+			r.log.Warn("scan for zombie children", "error", err)
+			return
+		}
+		reaped := 0
+		for _, pid := range zombies {
+			if _, ok := r.owned[pid]; ok {
+				continue
+			}
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			if err == nil && got == pid {
+				reaped++
+			}
+		}
+		r.mu.Unlock()
+		if reaped == 0 {
+			return // only owned zombies left: their owners wait for them
+		}
+	}
+}
+
+// zombies lists the zombie children of this process from procfs.
+func (r *Reaper) zombies() ([]int, error) {
+	ents, err := os.ReadDir(r.procRoot)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", r.procRoot, err)
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(r.procRoot, e.Name(), "stat"))
+		if err != nil {
+			continue // gone
+		}
+		state, ppid, err := ParseStat(b)
+		if err != nil {
+			continue
+		}
+		if ppid == r.self && state == 'Z' {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// ParseStat extracts the state and parent pid from a /proc/PID/stat line.
+// The command name may contain spaces and parentheses, so parsing starts
+// after the last ')'.
+func ParseStat(b []byte) (state byte, ppid int, err error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, errors.New("malformed stat: no command terminator")
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, errors.New("malformed stat: missing state or ppid")
+	}
+	ppid, err = strconv.Atoi(string(f[1]))
+	if err != nil {
+		return 0, 0, fmt.Errorf("malformed stat ppid %q: %w", f[1], err)
+	}
+	return f[0][0], ppid, nil
+}
