@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
 func init() {
