@@ -82,14 +82,14 @@ func (h *containerHandlers) CreateContainer(ctx context.Context, req *pb.CreateC
 		return nil, err
 	}
 	if req.ExecId != "" && req.ExecId != req.ContainerId {
-		return nil, invalidArgument("container %q: exec id %q of the init process must equal the container id", req.ContainerId, req.ExecId)
+		return nil, badRequest("container %q: exec id %q of the init process must equal the container id", req.ContainerId, req.ExecId)
 	}
 	if req.OCI == nil {
-		return nil, invalidArgument("container %q: no OCI spec", req.ContainerId)
+		return nil, badRequest("container %q: no OCI spec", req.ContainerId)
 	}
 	spec, err := ocipb.ToSpec(req.OCI)
 	if err != nil {
-		return nil, invalidArgument("container %q: %v", req.ContainerId, err)
+		return nil, badRequest("container %q: %v", req.ContainerId, err)
 	}
 	return empty(h.sb.CreateContainer(ctx, sandbox.CreateContainerRequest{
 		ID: req.ContainerId, Spec: spec, Storages: req.Storages, Devices: req.Devices, SandboxPID: req.SandboxPidns,
@@ -118,7 +118,7 @@ func (h *containerHandlers) ExecProcess(_ context.Context, req *pb.ExecProcessRe
 		return nil, err
 	}
 	if req.Process == nil {
-		return nil, invalidArgument("exec %q in container %q: no process", req.ExecId, req.ContainerId)
+		return nil, badRequest("exec %q in container %q: no process", req.ExecId, req.ContainerId)
 	}
 	return empty(h.sb.ExecProcess(req.ContainerId, req.ExecId, ocipb.ToProcess(req.Process)))
 }
@@ -172,7 +172,7 @@ func (h *containerHandlers) UpdateContainer(_ context.Context, req *pb.UpdateCon
 		return nil, err
 	}
 	if req.Resources == nil {
-		return nil, invalidArgument("container %q: no resources to update", req.ContainerId)
+		return nil, badRequest("container %q: no resources to update", req.ContainerId)
 	}
 	return empty(c.Update(ocipb.ToResources(req.Resources)))
 }
@@ -341,4 +341,9 @@ func cgroupStats(s *cgroups.Stats) *pb.CgroupStats {
 		}
 	}
 	return out
+}
+
+// badRequest builds an InvalidArgument error naming the problem.
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 }
