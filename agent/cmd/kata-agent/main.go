@@ -14,11 +14,21 @@ import (
 	"github.com/mdlayher/vsock"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
+	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
+	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
+
+func init() {
+	// libcontainer re-executes this binary as each container's init.
+	if container.IsInit() {
+		container.Init()
+	}
+}
 
 func main() {
 	os.Exit(run())
@@ -68,7 +78,18 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
-	srv, err := server.New(server.Options{Log: log})
+	rp, err := reaper.Start(reaper.Options{Log: log})
+	if err != nil {
+		log.Warn("no child reaper", "error", err)
+	}
+	sb := sandbox.New(sandbox.Config{Reaper: rp, Log: log})
+	var srv *server.Server
+	srv, err = server.New(server.Options{Log: log, Sandbox: sb, AfterDestroySandbox: func() {
+		if isInit {
+			// Serve returns once the reply went out; main then powers off.
+			_ = srv.Shutdown(context.Background())
+		}
+	}})
 	if err != nil {
 		log.Error("create server", "error", err)
 		return 1
