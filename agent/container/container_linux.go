@@ -251,15 +251,17 @@ func (c *Container) Process(execID string) (*Process, error) {
 	return p, nil
 }
 
-// Release forgets an exec'd process once it was waited for and its output
-// drained, so long-lived containers do not accumulate finished execs.
+// Release forgets an exec'd process once the host received its exit status
+// (WaitProcess) and drained its output, so long-lived containers do not
+// accumulate finished execs. Until then the entry stays, whatever the
+// order of the host's calls.
 func (c *Container) Release(execID string) {
 	if execID == "" || execID == c.id {
 		return
 	}
 	c.mu.Lock()
 	p := c.execs[execID]
-	if p == nil || !p.Exited() || !p.Drained() {
+	if p == nil || !p.Exited() || !p.waitedAndDrained() {
 		c.mu.Unlock()
 		return
 	}

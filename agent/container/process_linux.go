@@ -45,6 +45,7 @@ type Process struct {
 
 	mu          sync.Mutex
 	stdinClosed bool
+	waited      bool // a WaitProcess call got the exit status
 	outEOF      bool
 	errEOF      bool
 	closed      bool
@@ -75,6 +76,20 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// MarkWaited records that the host received the exit status; together
+// with drained output it lets the container forget an exec'd process.
+func (p *Process) MarkWaited() {
+	p.mu.Lock()
+	p.waited = true
+	p.mu.Unlock()
+}
+
+func (p *Process) waitedAndDrained() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waited && (p.stdout == nil || p.outEOF) && (p.tty || p.stderr == nil || p.errEOF)
 }
 
 // ExitStatus converts a wait status to the code the runtime expects.
@@ -203,13 +218,6 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byt
 		return nil, fmt.Errorf("process %q: stdio closed: %w", p.ID, errdefs.ErrNotFound)
 	}
 	return nil, fmt.Errorf("process %q: read output: %w", p.ID, err)
-}
-
-// Drained reports whether every output stream reached EOF.
-func (p *Process) Drained() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return (p.stdout == nil || p.outEOF) && (p.tty || p.stderr == nil || p.errEOF)
 }
 
 // Resize sets the terminal window size.

@@ -459,6 +459,7 @@ func (s *Sandbox) WaitProcess(ctx context.Context, cid, execID string) (int32, e
 	}
 	code, err := p.Wait(ctx)
 	if err == nil {
+		p.MarkWaited()
 		c.Release(execID)
 	}
 	return code, err
