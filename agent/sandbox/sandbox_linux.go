@@ -65,7 +65,7 @@ type Sandbox struct {
 	hostname   string
 	resolvConf string // path, "" without DNS
 	sharedNS   map[specs.LinuxNamespaceType]string
-	pidnsOwner string // container whose init holds the shared pid ns
+	pidnsOwner string                          // container whose init holds the shared pid ns
 	containers map[string]*container.Container // nil value: being created
 
 	oom oomQueue

@@ -409,7 +409,10 @@ func TestConcurrentCallsDoNotBlock(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		wg.Add(2)
-		go func() { defer wg.Done(); _, _ = a.cli.ReadStdout(ctx, &pb.ReadStreamRequest{ContainerId: "slow", Len: 10}) }()
+		go func() {
+			defer wg.Done()
+			_, _ = a.cli.ReadStdout(ctx, &pb.ReadStreamRequest{ContainerId: "slow", Len: 10})
+		}()
 		go func() { defer wg.Done(); _, _ = a.cli.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: "slow"}) }()
 	}
 	go func() { defer func() {}(); _, _ = a.cli.GetOOMEvent(ctx, &pb.GetOOMEventRequest{}) }()

@@ -171,9 +171,9 @@ func defaultSpec(rootfs string, args []string, tty bool) *specs.Spec {
 		Root:    &specs.Root{Path: rootfs, Readonly: true},
 		Process: &specs.Process{
 			Terminal: tty, Args: args, Cwd: "/",
-			Env:          []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
-			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
-			Rlimits:      []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			Env:             []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
+			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
 			NoNewPrivileges: true,
 		},
 		Hostname: "c",
