@@ -1,0 +1,127 @@
+package reaper
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseStat(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		state byte
+		ppid  int
+		bad   bool
+	}{
+		{in: "42 (sh) Z 1 42 42 0 -1", state: 'Z', ppid: 1},
+		{in: "7 (a) b) c) S 99 7 7", state: 'S', ppid: 99},
+		{in: "7 (name with spaces) R 3 1", state: 'R', ppid: 3},
+		{in: "garbage", bad: true},
+		{in: "1 (x)", bad: true},
+		{in: "1 (x) Z notanumber", bad: true},
+	} {
+		st, ppid, err := ParseStat([]byte(tc.in))
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: no error", tc.in)
+			}
+			continue
+		}
+		if err != nil || st != tc.state || ppid != tc.ppid {
+			t.Errorf("%q: got %c %d %v, want %c %d", tc.in, st, ppid, err, tc.state, tc.ppid)
+		}
+	}
+}
+
+func isZombieChild(pid int) bool {
+	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	st, ppid, err := ParseStat(b)
+	return err == nil && st == 'Z' && ppid == os.Getpid()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestReapsOnlyUnowned: an unowned exited child is reaped; an owned one
+// is left for its owner, who gets its real exit status.
+func TestReapsOnlyUnowned(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no procfs")
+	}
+	r, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+
+	// Owned: started inside a start window and registered.
+	end := r.Begin()
+	owned := exec.Command("/bin/sh", "-c", "exit 7")
+	if err := owned.Start(); err != nil {
+		end()
+		t.Fatal(err)
+	}
+	end(owned.Process.Pid)
+
+	// Unowned: nobody will wait for it.
+	end2 := r.Begin()
+	orphan := exec.Command("/bin/sh", "-c", "exit 0")
+	if err := orphan.Start(); err != nil {
+		end2()
+		t.Fatal(err)
+	}
+	end2()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := os.Stat("/proc/" + itoa(orphan.Process.Pid))
+		if os.IsNotExist(err) {
+			break // reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unowned child %d not reaped", orphan.Process.Pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The owned child must still be there for its owner.
+	time.Sleep(100 * time.Millisecond)
+	if !isZombieChild(owned.Process.Pid) {
+		t.Fatalf("owned child %d was reaped by the reaper", owned.Process.Pid)
+	}
+	err = owned.Wait()
+	ws, _ := owned.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.ExitStatus() != 7 {
+		t.Fatalf("owner got %v (%v), want exit status 7", err, ws)
+	}
+	r.Disown(owned.Process.Pid)
+}
+
+// TestNoReapDuringStart: while a start window is open nothing is reaped.
+func TestNoReapDuringStart(t *testing.T) {
+	r, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	end := r.Begin()
+	c := exec.Command("/bin/sh", "-c", "exit 3")
+	if err := c.Start(); err != nil {
+		end()
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !isZombieChild(c.Process.Pid) {
+		end()
+		t.Fatalf("child %d reaped during the start window", c.Process.Pid)
+	}
+	end(c.Process.Pid)
+	if err := c.Wait(); err == nil || c.ProcessState.ExitCode() != 3 {
+		t.Fatalf("owner got %v, want exit status 3", err)
+	}
+	r.Disown(c.Process.Pid)
+}
