@@ -362,6 +362,9 @@ func TestOOMEvent(t *testing.T) {
 	}()
 	a.run("hog", spec)
 	code := a.wait("hog", "")
+	if code != 137 {
+		t.Errorf("exit code %d, want 137 (SIGKILL from the OOM killer)", code)
+	}
 	select {
 	case id := <-events:
 		if id != "hog" {
@@ -626,4 +629,96 @@ func zombies(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+func TestTerminalInitOutputAfterExit(t *testing.T) {
+	a := startAgent(t)
+	a.run("tinit", a.spec(true, "/bin/sh", "-c", "echo hello from a tty; exit 4"))
+	if code := a.wait("tinit", ""); code != 4 {
+		t.Fatalf("exit %d, want 4", code)
+	}
+	out, err := a.readAll(ctxT(t, 10*time.Second), "tinit", "", false)
+	if err != nil || !strings.Contains(out, "hello from a tty") {
+		t.Fatalf("tty output %q, %v", out, err)
+	}
+	if errOut, err := a.readAll(ctxT(t, 10*time.Second), "tinit", "", true); err != nil || errOut != "" {
+		t.Fatalf("tty stderr %q, %v; want immediate EOF", errOut, err)
+	}
+	a.remove("tinit")
+}
+
+func TestUpdateContainer(t *testing.T) {
+	a := startAgent(t)
+	ctx := ctxT(t, 30*time.Second)
+	a.run("upd", a.spec(false, "/bin/sleep", "1000"))
+	const limit = 48 << 20
+	if _, err := a.cli.UpdateContainer(ctx, &pb.UpdateContainerRequest{ContainerId: "upd",
+		Resources: &pb.LinuxResources{Memory: &pb.LinuxMemory{Limit: limit}}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.cli.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: "upd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.GetCgroupStats().GetMemoryStats().GetUsage().GetLimit(); got != limit {
+		t.Fatalf("memory limit %d after update, want %d", got, limit)
+	}
+	_, err = a.cli.UpdateContainer(ctx, &pb.UpdateContainerRequest{ContainerId: "upd"})
+	wantCode(t, err, codes.InvalidArgument, "no resources")
+	a.remove("upd")
+}
+
+func TestSandboxPidNamespace(t *testing.T) {
+	a := startAgent(t)
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := a.cli.CreateSandbox(ctx, &pb.CreateSandboxRequest{SandboxId: "pod", SandboxPidns: true}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(id string, args ...string) {
+		if _, err := a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: a.spec(false, args...), SandboxPidns: true}); err != nil {
+			t.Fatal(err)
+		}
+		a.start(id)
+	}
+	create("pause", "/bin/sleep", "4343")
+	create("app", "/bin/sh", "-c", "ps -o pid,args")
+	out, err := a.readAll(ctx, "app", "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "sleep 4343") {
+		t.Fatalf("second container does not see the first's process:\n%s", out)
+	}
+	a.wait("app", "")
+	if _, err := a.cli.DestroySandbox(ctx, &pb.DestroySandboxRequest{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSeccomp: a seccomp profile in the spec is enforced (agent built with
+// the seccomp tag) or the container is refused, never run unfiltered.
+func TestSeccomp(t *testing.T) {
+	a := startAgent(t)
+	spec := a.spec(false, "/bin/sh", "-c", "mkdir /tmp/blocked && echo made || echo refused")
+	spec.Linux.Seccomp = &pb.LinuxSeccomp{
+		DefaultAction: "SCMP_ACT_ALLOW",
+		Syscalls:      []*pb.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: "SCMP_ACT_ERRNO", ErrnoRet: &pb.LinuxSyscall_Errnoret{Errnoret: 1}}},
+	}
+	_, err := a.cli.CreateContainer(ctxT(t, 30*time.Second), &pb.CreateContainerRequest{ContainerId: "sec", ExecId: "sec", OCI: spec})
+	if !seccompBuilt {
+		if err == nil || !strings.Contains(err.Error(), "seccomp") {
+			t.Fatalf("without seccomp support: %v, want the container refused naming seccomp", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.start("sec")
+	out, err := a.readAll(ctxT(t, 10*time.Second), "sec", "", false)
+	if err != nil || strings.TrimSpace(out) != "refused" {
+		t.Fatalf("mkdir under seccomp: %q, %v; want refused", out, err)
+	}
+	a.wait("sec", "")
+	a.remove("sec")
 }
