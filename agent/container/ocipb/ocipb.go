@@ -47,16 +47,8 @@ func ToSpec(s *pb.Spec) (*specs.Spec, error) {
 			Options:     append([]string(nil), m.Options...),
 		})
 	}
-	if s.Hooks != nil {
-		out.Hooks = &specs.Hooks{
-			Prestart:        toHooks(s.Hooks.Prestart), //nolint:staticcheck // wire field kept for compatibility
-			CreateRuntime:   toHooks(s.Hooks.CreateRuntime),
-			CreateContainer: toHooks(s.Hooks.CreateContainer),
-			StartContainer:  toHooks(s.Hooks.StartContainer),
-			Poststart:       toHooks(s.Hooks.Poststart),
-			Poststop:        toHooks(s.Hooks.Poststop),
-		}
-	}
+	// Hooks are dropped: the runtime strips them, and a hook would run a
+	// host-chosen program as root in the guest outside any container.
 	if s.Linux != nil {
 		l, err := toLinux(s.Linux)
 		if err != nil {
@@ -110,22 +102,6 @@ func ToProcess(p *pb.Process) *specs.Process {
 	if p.OOMScoreAdj != 0 {
 		v := int(p.OOMScoreAdj)
 		out.OOMScoreAdj = &v
-	}
-	return out
-}
-
-func toHooks(hs []*pb.Hook) []specs.Hook {
-	var out []specs.Hook
-	for _, h := range hs {
-		if h == nil {
-			continue
-		}
-		sh := specs.Hook{Path: h.Path, Args: append([]string(nil), h.Args...), Env: append([]string(nil), h.Env...)}
-		if h.Timeout != 0 {
-			t := int(h.Timeout)
-			sh.Timeout = &t
-		}
-		out = append(out, sh)
 	}
 	return out
 }
@@ -236,7 +212,6 @@ func ToResources(r *pb.LinuxResources) *specs.LinuxResources {
 			Limit:       nz64(m.Limit),
 			Reservation: nz64(m.Reservation),
 			Swap:        nz64(m.Swap),
-			Kernel:      nz64(m.Kernel), //nolint:staticcheck // wire field kept for compatibility
 			KernelTCP:   nz64(m.KernelTCP),
 			Swappiness:  nzu64(m.Swappiness),
 		}

@@ -122,7 +122,7 @@ func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
 	}
 	cmd := fs.Args()
 	if *rootfs == "" || len(cmd) == 0 {
-		return fmt.Errorf("usage: run --rootfs DIR [flags] -- CMD...")
+		return errors.New("usage: run --rootfs DIR [flags] -- CMD [ARG]")
 	}
 	if *id == "" {
 		*id = randomID("run-")
@@ -166,7 +166,7 @@ func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
 
 func runExec(ctx context.Context, c *agentclient.Client, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: exec ID [--tty] -- CMD...")
+		return errors.New("usage: exec ID [--tty] -- CMD [ARG]")
 	}
 	id := args[0]
 	fs := newFlags("exec")
@@ -178,7 +178,7 @@ func runExec(ctx context.Context, c *agentclient.Client, args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: exec ID [--tty] -- CMD...")
+		return errors.New("usage: exec ID [--tty] -- CMD [ARG]")
 	}
 	execID := randomID("exec-")
 	proc := &specs.Process{Terminal: *tty, Args: fs.Args(), Env: append([]string{defaultPath, "TERM=xterm"}, env...), Cwd: *cwd}
@@ -207,13 +207,11 @@ type streams struct {
 	cancel      context.CancelFunc
 	out         sync.WaitGroup
 	restoreTerm func()
-	started     chan struct{}
-	startedOnce sync.Once
 }
 
 func startStreams(ctx context.Context, c *agentclient.Client, cid, execID string, tty bool) *streams {
 	sctx, cancel := context.WithCancel(ctx)
-	s := &streams{c: c, cid: cid, execID: execID, tty: tty, ctx: sctx, cancel: cancel, restoreTerm: func() {}, started: make(chan struct{})}
+	s := &streams{c: c, cid: cid, execID: execID, tty: tty, ctx: sctx, cancel: cancel, restoreTerm: func() {}}
 	return s
 }
 
