@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -233,4 +234,19 @@ func ParseStat(b []byte) (state byte, ppid int, err error) {
 		return 0, 0, fmt.Errorf("malformed stat ppid %q: %w", f[1], err)
 	}
 	return f[0][0], ppid, nil
+}
+
+// Run starts cmd inside a start window, registers it as owned, waits for
+// it and hands the pid back: the way for any other agent code that forks
+// (mkfs, iptables, ...) to keep its exit status from being reaped.
+func (r *Reaper) Run(cmd *exec.Cmd) error {
+	end := r.Begin()
+	if err := cmd.Start(); err != nil {
+		end()
+		return err
+	}
+	pid := cmd.Process.Pid
+	end(pid)
+	defer r.Disown(pid)
+	return cmd.Wait()
 }

@@ -1,6 +1,7 @@
 package reaper
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -124,4 +125,23 @@ func TestNoReapDuringStart(t *testing.T) {
 		t.Fatalf("owner got %v, want exit status 3", err)
 	}
 	r.Disown(c.Process.Pid)
+}
+
+func TestRunKeepsExitStatus(t *testing.T) {
+	r, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	for i := 0; i < 20; i++ {
+		err := r.Run(exec.Command("/bin/sh", "-c", "exit 9"))
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 9 {
+			t.Fatalf("run %d: %v, want exit status 9", i, err)
+		}
+	}
+	var nilReaper *Reaper
+	if err := nilReaper.Run(exec.Command("/bin/true")); err != nil {
+		t.Fatalf("nil reaper: %v", err)
+	}
 }

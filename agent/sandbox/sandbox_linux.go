@@ -300,6 +300,9 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 	if err := s.cfg.Devices.Apply(ctx, req.Devices, spec); err != nil {
 		return fmt.Errorf("container %q devices: %w", req.ID, err)
 	}
+	// Host hooks would run host-chosen programs as root in the guest,
+	// outside the container; the runtime strips them too.
+	spec.Hooks = nil
 	holdsPidns, err := s.adjustSpec(req.ID, spec, req.SandboxPID)
 	if err != nil {
 		return err
