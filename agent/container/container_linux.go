@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,6 +98,11 @@ func Create(opts Options) (_ *Container, retErr error) {
 	defer func() {
 		if retErr != nil {
 			_ = lc.Destroy()
+			// libcontainer keeps the exec fifo open when the init fails to
+			// start; only the finalizer of the dropped container closes
+			// it. Collect now so failures do not pile up descriptors.
+			lc = nil
+			runtime.GC()
 		}
 	}()
 	p, err := c.startProcess(opts.ID, opts.Spec.Process, true)

@@ -22,6 +22,9 @@ type oomWatcher struct {
 	f    *os.File
 	once sync.Once
 	done chan struct{}
+	// flush reports a kill the goroutine has not seen yet; stop calls it
+	// so an OOM kill right before removal is not lost.
+	flush func()
 }
 
 func watchOOM(lc *libcontainer.Container, notify func(), log *slog.Logger) *oomWatcher {
@@ -47,7 +50,12 @@ func (w *oomWatcher) stop() {
 	if w == nil {
 		return
 	}
-	w.once.Do(func() { _ = w.f.Close() })
+	w.once.Do(func() {
+		if w.flush != nil {
+			w.flush()
+		}
+		_ = w.f.Close()
+	})
 	<-w.done
 }
 
@@ -65,7 +73,17 @@ func watchOOMv2(dir string, notify func()) (*oomWatcher, error) {
 		return nil, fmt.Errorf("watch %s: %w", events, err)
 	}
 	w := &oomWatcher{f: os.NewFile(uintptr(fd), "inotify"), done: make(chan struct{})}
+	var mu sync.Mutex
 	last := readOOMKills(events)
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if n := readOOMKills(events); n > last {
+			last = n
+			notify()
+		}
+	}
+	w.flush = check
 	go func() {
 		defer close(w.done)
 		buf := make([]byte, 4096)
@@ -73,10 +91,7 @@ func watchOOMv2(dir string, notify func()) (*oomWatcher, error) {
 			if _, err := w.f.Read(buf); err != nil {
 				return
 			}
-			if n := readOOMKills(events); n > last {
-				last = n
-				notify()
-			}
+			check()
 		}
 	}()
 	return w, nil
@@ -121,6 +136,22 @@ func watchOOMv1(dir string, notify func()) (*oomWatcher, error) {
 		return nil, fmt.Errorf("register OOM eventfd: %w", err)
 	}
 	w := &oomWatcher{f: os.NewFile(uintptr(efd), "oom-eventfd"), done: make(chan struct{})}
+	w.flush = func() {
+		// A pending count means an OOM the goroutine has not read yet;
+		// reading resets it, so it is reported once either way.
+		rc, err := w.f.SyscallConn()
+		if err != nil {
+			return
+		}
+		var n int
+		_ = rc.Control(func(fd uintptr) {
+			var buf [8]byte
+			n, _ = unix.Read(int(fd), buf[:])
+		})
+		if n == 8 {
+			notify()
+		}
+	}
 	go func() {
 		defer close(w.done)
 		buf := make([]byte, 8)

@@ -545,6 +545,9 @@ func TestLifecycleLeaks(t *testing.T) {
 	cycle := func(i int) {
 		id := fmt.Sprintf("c%d", i)
 		a.run(id, a.spec(false, "/bin/sh", "-c", "echo hi"))
+		if i < 0 && countCgroups(a.group) == 0 {
+			t.Fatal("no container cgroup found while a container exists: the cgroup check would prove nothing")
+		}
 		out, err := a.readAll(ctxT(t, 20*time.Second), id, "", false)
 		if err != nil || out != "hi\n" {
 			t.Fatalf("cycle %d output %q, %v", i, out, err)
@@ -595,12 +598,13 @@ func countMounts(t *testing.T) int {
 	return bytes.Count(b, []byte{'\n'})
 }
 
-// countCgroups counts directories below the test's cgroup group.
+// countCgroups counts the container cgroups below the test's cgroup group
+// (in every hierarchy); the group directories themselves stay.
 func countCgroups(group string) int {
 	n := 0
 	for _, d := range cgroupGroupDirs(group) {
 		_ = filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
+			if err == nil && e.IsDir() && p != d {
 				n++
 			}
 			return nil
@@ -721,4 +725,34 @@ func TestSeccomp(t *testing.T) {
 	}
 	a.wait("sec", "")
 	a.remove("sec")
+}
+
+// TestFailedStartLeavesNothing: a container whose program does not exist
+// fails with an error naming it, and leaves no descriptors, cgroups or
+// state behind.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	a := startAgent(t)
+	ctx := ctxT(t, 30*time.Second)
+	fds0, cg0 := countFDs(t), countCgroups(a.group)
+	for i := 0; i < 5; i++ {
+		id := fmt.Sprintf("bad%d", i)
+		_, err := a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: a.spec(false, "/bin/does-not-exist")})
+		if err == nil || !strings.Contains(err.Error(), "/bin/does-not-exist") {
+			t.Fatalf("create with a missing program: %v, want an error naming it", err)
+		}
+		// The id is free again.
+		_, err = a.cli.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: id})
+		wantCode(t, err, codes.NotFound, id)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for countFDs(t) != fds0 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if fds1, cg1 := countFDs(t), countCgroups(a.group); fds1 != fds0 || cg1 != cg0 {
+		t.Fatalf("failed creates leaked: fds %d->%d cgroups %d->%d", fds0, fds1, cg0, cg1)
+	}
+	if ids := a.sbContainers(); len(ids) != 0 {
+		t.Fatalf("state left behind: %v", ids)
+	}
 }
