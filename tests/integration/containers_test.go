@@ -123,15 +123,101 @@ func TestOutputKeptAfterExit(t *testing.T) {
 	a.remove("echo")
 }
 
+var (
+	agentctlOnce sync.Once
+	agentctlBin  string
+	agentctlErr  error
+)
+
+// agentctl builds the agentctl binary once per test binary.
+func agentctl(t *testing.T) string {
+	t.Helper()
+	agentctlOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sg-agentctl-")
+		if err != nil {
+			agentctlErr = err
+			return
+		}
+		agentctlBin = filepath.Join(dir, "agentctl")
+		build := exec.Command("go", "build", "-o", agentctlBin, "github.com/sandbox-guest/sandbox-guest/host/cmd/agentctl")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			agentctlErr = fmt.Errorf("build agentctl: %v\n%s", err, out)
+		}
+	})
+	if agentctlErr != nil {
+		t.Fatal(agentctlErr)
+	}
+	return agentctlBin
+}
+
+// ctl runs agentctl against the agent and returns its stdout and status.
+func (a *agent) ctl(args ...string) (string, int) {
+	a.t.Helper()
+	cmd := exec.Command(agentctl(a.t), append([]string{"--addr", "unix://" + a.sock}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		a.t.Fatalf("agentctl %v: %v", args, err)
+	}
+	if code != 0 {
+		a.t.Logf("agentctl %v: status %d, stderr %q", args, code, stderr.String())
+	}
+	return stdout.String(), code
+}
+
+func TestAgentctlCommands(t *testing.T) {
+	a := startAgent(t)
+	if _, code := a.ctl("create-sandbox", "--id", "pod", "--hostname", "ctlhost", "--dns", "nameserver 10.1.1.1"); code != 0 {
+		t.Fatal("create-sandbox failed")
+	}
+	a.run("svc", a.spec(false, "/bin/sleep", "1000"))
+	if out, code := a.ctl("exec", "svc", "--", "/bin/sh", "-c", "hostname; exit 6"); code != 6 || out != "ctlhost\n" {
+		t.Fatalf("exec: %q status %d, want ctlhost and 6", out, code)
+	}
+	if out, code := a.ctl("exec", "svc", "--tty", "--", "/bin/sh", "-c", "[ -t 0 ] && echo tty"); code != 0 || strings.TrimSpace(out) != "tty" {
+		t.Fatalf("exec --tty: %q status %d", out, code)
+	}
+	if out, code := a.ctl("ps", "svc"); code != 0 || !strings.Contains(out, "sleep 1000") {
+		t.Fatalf("ps: %q status %d", out, code)
+	}
+	if out, code := a.ctl("stats", "svc"); code != 0 || !strings.Contains(out, "memory.usage") || strings.Contains(out, "memory.usage\t0\n") {
+		t.Fatalf("stats: %q status %d", out, code)
+	}
+	if _, code := a.ctl("pause", "svc"); code != 0 {
+		t.Fatal("pause failed")
+	}
+	if _, code := a.ctl("resume", "svc"); code != 0 {
+		t.Fatal("resume failed")
+	}
+	if _, code := a.ctl("kill", "svc", "KILL"); code != 0 {
+		t.Fatal("kill failed")
+	}
+	if code := a.wait("svc", ""); code != 137 {
+		t.Fatalf("after agentctl kill KILL: %d, want 137", code)
+	}
+	if _, code := a.ctl("rm", "svc"); code != 0 {
+		t.Fatal("rm failed")
+	}
+	if _, code := a.ctl("rm", "svc"); code == 0 {
+		t.Fatal("rm of a removed container succeeded")
+	}
+	if _, code := a.ctl("kill", "svc", "NOTASIGNAL"); code == 0 {
+		t.Fatal("kill with a bad signal name succeeded")
+	}
+	if _, code := a.ctl("destroy-sandbox"); code != 0 {
+		t.Fatal("destroy-sandbox failed")
+	}
+}
+
 // TestAgentctlRun runs the agentctl binary against the agent.
 func TestAgentctlRun(t *testing.T) {
 	a := startAgent(t)
-	bin := filepath.Join(t.TempDir(), "agentctl")
-	build := exec.Command("go", "build", "-o", bin, "github.com/sandbox-guest/sandbox-guest/host/cmd/agentctl")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build agentctl: %v\n%s", err, out)
-	}
+	bin := agentctl(t)
 	cmd := exec.Command(bin, "--addr", "unix://"+a.sock, "run", "--rootfs", a.rootfs, "--", "/bin/sh", "-c", "echo hello; exit 3")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
