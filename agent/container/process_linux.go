@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
@@ -103,6 +104,7 @@ func ExitStatus(ws syscall.WaitStatus) int32 {
 // waitLoop waits for the process through libcontainer (which owns the
 // pid), records the status and hands the pid back to the reaper.
 func (p *Process) waitLoop(disown func(int)) {
+	awaitExit(p.pid)
 	st, err := p.lp.Wait()
 	var ee interface{ Sys() any }
 	code := int32(255)
@@ -382,4 +384,37 @@ func (c *consoleSocket) receiveMaster() (*os.File, error) {
 		return nil, fmt.Errorf("terminal non-blocking: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), string(buf[:n])), nil
+}
+
+// awaitExit parks the calling goroutine in the network poller until pid
+// has exited, using a pidfd (readable once the process is a zombie).
+// libcontainer's Wait would otherwise block an OS thread in waitid for
+// each live process, and Go keeps such threads for ever. Without pidfd
+// support it returns at once and Wait blocks as before.
+func awaitExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		// Done when it exited (or cannot be waited for at all); otherwise
+		// the poller waits for the pidfd to become readable.
+		return err != nil || siginfoPid(&info) != 0
+	})
+}
+
+// siginfoPid returns si_pid of a siginfo filled by waitid: zero when
+// WNOHANG found no exited child.
+func siginfoPid(info *unix.Siginfo) int {
+	const ptr = unsafe.Sizeof(uintptr(0))
+	const off = (12 + ptr - 1) / ptr * ptr
+	return int(*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(info)) + off)))
 }

@@ -842,3 +842,40 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		t.Fatalf("state left behind: %v", ids)
 	}
 }
+
+func threads(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			var n int
+			fmt.Sscan(strings.TrimSpace(v), &n)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestLiveProcessesCostNoThreads: waiting for many live processes parks
+// goroutines, not OS threads (Go never gives threads back).
+func TestLiveProcessesCostNoThreads(t *testing.T) {
+	a := startAgent(t)
+	a.run("warm", a.spec(false, "/bin/sleep", "1000"))
+	th0 := threads(t)
+	const n = 12
+	for i := 0; i < n; i++ {
+		a.run(fmt.Sprintf("live%d", i), a.spec(false, "/bin/sleep", "1000"))
+	}
+	time.Sleep(200 * time.Millisecond)
+	th1 := threads(t)
+	t.Logf("threads with 1 live container: %d, with %d more: %d", th0, n, th1)
+	if th1-th0 >= n/2 {
+		t.Fatalf("threads grew from %d to %d with %d more live containers", th0, th1, n)
+	}
+	for i := 0; i < n; i++ {
+		a.remove(fmt.Sprintf("live%d", i))
+	}
+	a.remove("warm")
+}
