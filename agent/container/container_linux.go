@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/configs/validate"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -82,6 +83,11 @@ func Create(opts Options) (_ *Container, retErr error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container %q: convert spec: %v: %w", opts.ID, err, errdefs.ErrInvalidArgument)
+	}
+	// Validate here so a bad spec is reported as the caller's mistake, not
+	// an internal failure of Create.
+	if err := validate.Validate(cfg); err != nil {
+		return nil, fmt.Errorf("container %q: invalid spec: %v: %w", opts.ID, err, errdefs.ErrInvalidArgument)
 	}
 	log := opts.Log
 	if log == nil {

@@ -473,9 +473,7 @@ func (s *Sandbox) SignalProcess(cid, execID string, sig uint32) error {
 			return err
 		}
 	}
-	if execID == cid {
-		execID = cid // the init process only
-	}
+	// execID == cid addresses the init process only; "" every process.
 	return c.Signal(execID, unix.Signal(sig))
 }
 

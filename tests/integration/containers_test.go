@@ -606,6 +606,27 @@ func TestBadInput(t *testing.T) {
 			wantCode(t, err, codes.InvalidArgument, "out of range")
 		}
 	})
+	t.Run("exec-duplicate-id", func(t *testing.T) {
+		a.exec("live", "twice", false, "/bin/sleep", "1000")
+		_, err := a.cli.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: "live", ExecId: "twice", Process: good().Process})
+		wantCode(t, err, codes.AlreadyExists, `exec "twice"`)
+	})
+	t.Run("resize-without-tty", func(t *testing.T) {
+		_, err := a.cli.TtyWinResize(ctx, &pb.TtyWinResizeRequest{ContainerId: "live", Row: 10, Column: 10})
+		wantCode(t, err, codes.FailedPrecondition, "has no terminal")
+	})
+	t.Run("resume-not-paused", func(t *testing.T) {
+		_, err := a.cli.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: "live"})
+		wantCode(t, err, codes.FailedPrecondition, "not paused")
+	})
+	t.Run("spec-invalid-for-libcontainer", func(t *testing.T) {
+		s := good()
+		s.Linux.Namespaces = append(s.Linux.Namespaces, &pb.LinuxNamespace{Type: "bogus"})
+		wantCode(t, create("badns", s), codes.InvalidArgument, "bogus")
+		s = good()
+		s.Linux.Sysctl = map[string]string{"vm.swappiness": "0"}
+		wantCode(t, create("badsysctl", s), codes.InvalidArgument, "vm.swappiness")
+	})
 	t.Run("stdin-closed", func(t *testing.T) {
 		if _, err := a.cli.CloseStdin(ctx, &pb.CloseStdinRequest{ContainerId: "live"}); err != nil {
 			t.Fatal(err)
