@@ -144,7 +144,7 @@ func TestMountRollsBackOnFailure(t *testing.T) {
 
 type fakeDevices struct{}
 
-func (fakeDevices) BlockPCI(ctx context.Context, p string) (string, error) { return "/dev/vdz", nil }
+func (fakeDevices) BlockPCI(ctx context.Context, p string) (string, error)  { return "/dev/vdz", nil }
 func (fakeDevices) BlockMMIO(ctx context.Context, p string) (string, error) { return p, nil }
 func (fakeDevices) SCSI(ctx context.Context, a string) (string, error)      { return "/dev/sdz", nil }
 
