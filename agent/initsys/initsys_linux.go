@@ -204,6 +204,16 @@ func mountAll(s Sys, specs []mountSpec) error {
 
 const nosuidNodevNoexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 
+// MountKernelFilesystems mounts /proc, /sys and /dev if they are not
+// mounted yet. PID 1 calls it before reading /proc/cmdline; Setup calls it
+// again harmlessly. A nil s uses Real.
+func MountKernelFilesystems(s Sys) error {
+	if s == nil {
+		s = Real{}
+	}
+	return mountBase(s)
+}
+
 // mountBase mounts what the root move and everything after need.
 func mountBase(s Sys) error {
 	return mountAll(s, []mountSpec{
