@@ -27,8 +27,10 @@ func (m *Manager) mountDriver(r *request) (func() error, error) {
 		return m.mountLocal(r)
 	case DriverEphemeral:
 		return m.mountEphemeral(r)
-	case DriverBind, DriverWatchableBind:
+	case DriverBind:
 		return m.mountBind(r.st.Source, r.target, r.opts)
+	case DriverWatchableBind:
+		return m.mountWatchable(r)
 	case DriverBlk, DriverMMIOBlk, DriverSCSI:
 		release, err := m.mountFS(r.device, r.target, r.st.Fstype, r.opts, true)
 		if err != nil {

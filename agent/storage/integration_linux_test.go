@@ -143,7 +143,7 @@ func TestRealBind(t *testing.T) {
 	// A file source gets a file mount point.
 	srcFile := filepath.Join(src, "hello")
 	fmp := filepath.Join(root, "shared/containers/c1/file")
-	fst := &pb.Storage{Driver: "watchable-bind", Source: srcFile, Fstype: "bind", MountPoint: fmp}
+	fst := &pb.Storage{Driver: "bind", Source: srcFile, Fstype: "bind", MountPoint: fmp}
 	shareTwice(t, m, fst, func(there bool) {
 		if mounted(t, fmp) != there {
 			t.Fatalf("file bind mounted = %v, want %v", !there, there)

@@ -100,6 +100,9 @@ type Manager struct {
 
 	mu     sync.Mutex
 	points map[string]*mount // by cleaned mount point
+
+	watchOnce sync.Once
+	watch     *watcher
 }
 
 // New returns a Manager.
