@@ -69,6 +69,20 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 		if d.Type != TypeVFIOGK && (d.ContainerPath == "" || !filepath.IsAbs(d.ContainerPath)) {
 			return fmt.Errorf("device %d (%s %q): container_path %q is not absolute: %w", i, d.Type, trunc(d.Id), trunc(d.ContainerPath), errdefs.ErrInvalidArgument)
 		}
+		if d.Type == TypeVFIOPCI || d.Type == TypeVFIOMode || d.Type == TypeVFIOGK {
+			if len(d.Options) == 0 {
+				return fmt.Errorf("device %d (%s): no HOST_BDF=PCI_PATH options: %w", i, d.Type, errdefs.ErrInvalidArgument)
+			}
+			for _, opt := range d.Options {
+				host, path, ok := strings.Cut(opt, "=")
+				if !ok || host == "" || strings.Contains(path, "=") {
+					return fmt.Errorf("device %d (%s): option %q is not HOST_BDF=PCI_PATH: %w", i, d.Type, trunc(opt), errdefs.ErrInvalidArgument)
+				}
+				if _, err := ParsePCIPath(path); err != nil {
+					return fmt.Errorf("device %d (%s): %w", i, d.Type, err)
+				}
+			}
+		}
 		if d.Type != TypeVFIOGK && findSpecDevice(spec, d.ContainerPath) < 0 {
 			return fmt.Errorf("device %d (%s): no device %q in the OCI spec: %w", i, d.Type, trunc(d.ContainerPath), errdefs.ErrInvalidArgument)
 		}
@@ -111,29 +125,50 @@ func (r *Resolver) resolve(ctx context.Context, d *pb.Device) (string, error) {
 		return w.BlockMMIO(ctx, d.VmPath)
 	case TypeSCSI:
 		return w.SCSI(ctx, d.Id)
-	case TypeVFIOGK:
-		_, err := w.PCIDevice(ctx, vfioPCIPath(d.Id))
-		return "", err
-	default: // vfio-pci, vfio
-		dir, err := w.PCIDevice(ctx, vfioPCIPath(d.Id))
-		if err != nil {
-			return "", err
-		}
-		if err := bindVFIO(w.Sysfs, dir); err != nil {
-			return "", fmt.Errorf("device %s %q: %w", d.Type, trunc(d.Id), err)
-		}
-		_, node, err := w.VFIOGroup(ctx, vfioPCIPath(d.Id))
-		return node, err
+	default: // vfio-pci, vfio, vfio-pci-gk
+		return r.resolveVFIO(ctx, d)
 	}
 }
 
-// vfioPCIPath accepts "BDF=PCIPATH" (the runtime's older form) or a bare
-// PCI path.
-func vfioPCIPath(id string) string {
-	if _, p, ok := strings.Cut(id, "="); ok {
-		return p
+// resolveVFIO waits for every function the runtime lists in options as
+// "HOST_BDF=GUEST_PCI_PATH". With the guest-kernel variant the functions
+// stay with their guest drivers and nothing in the spec changes; otherwise
+// they are bound to vfio-pci, must share one IOMMU group, and that
+// group's node replaces the host's in the spec.
+func (r *Resolver) resolveVFIO(ctx context.Context, d *pb.Device) (string, error) {
+	w := r.Waiter
+	if len(d.Options) == 0 {
+		return "", fmt.Errorf("device %s: no HOST_BDF=PCI_PATH options: %w", d.Type, ErrInvalid)
 	}
-	return id
+	group := ""
+	for _, opt := range d.Options {
+		host, path, ok := strings.Cut(opt, "=")
+		if !ok || host == "" || strings.Contains(path, "=") {
+			return "", fmt.Errorf("device %s: option %q is not HOST_BDF=PCI_PATH: %w", d.Type, trunc(opt), ErrInvalid)
+		}
+		dir, err := w.PCIDevice(ctx, path)
+		if err != nil {
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+		}
+		if d.Type == TypeVFIOGK {
+			continue
+		}
+		if err := bindVFIO(w.Sysfs, dir); err != nil {
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+		}
+		g, err := iommuGroup(dir)
+		if err != nil {
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+		}
+		if group != "" && g != group {
+			return "", fmt.Errorf("device %s: %s is in IOMMU group %s, not %s: %w", d.Type, path, g, group, errdefs.ErrFailedPrecondition)
+		}
+		group = g
+	}
+	if d.Type == TypeVFIOGK {
+		return "", nil
+	}
+	return w.VFIONode(ctx, group)
 }
 
 // bindVFIO hands the PCI function to the vfio-pci driver so that a group

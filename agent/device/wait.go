@@ -195,31 +195,36 @@ func (w *Waiter) PCIDevice(ctx context.Context, pciPath string) (string, error) 
 	return dir, nil
 }
 
-// VFIOGroup waits for the PCI device at pciPath and returns its IOMMU group
-// number and the group's device node (/dev/vfio/N).
-func (w *Waiter) VFIOGroup(ctx context.Context, pciPath string) (group, node string, err error) {
-	dir, err := w.PCIDevice(ctx, pciPath)
-	if err != nil {
-		return "", "", err
-	}
+// iommuGroup reads the IOMMU group number of a PCI function's sysfs
+// directory.
+func iommuGroup(dir string) (string, error) {
 	link, err := os.Readlink(filepath.Join(dir, "iommu_group"))
 	if err != nil {
-		return "", "", fmt.Errorf("PCI device %s has no IOMMU group: %w", pciPath, err)
+		return "", fmt.Errorf("PCI device %s has no IOMMU group: %w", filepath.Base(dir), err)
 	}
-	group = filepath.Base(link)
+	group := filepath.Base(link)
 	if !decimal(group) {
-		return "", "", fmt.Errorf("PCI device %s: unexpected IOMMU group link %q", pciPath, link)
+		return "", fmt.Errorf("PCI device %s: unexpected IOMMU group link %q", filepath.Base(dir), link)
 	}
-	node = filepath.Join(w.devRoot(), "vfio", group)
-	match := func(ev uevent.Event) bool { return ev.Subsystem == "vfio" && ev.DevName == "vfio/"+group }
+	return group, nil
+}
+
+// VFIONode waits for the VFIO group node of an IOMMU group (/dev/vfio/N).
+func (w *Waiter) VFIONode(ctx context.Context, group string) (string, error) {
+	if !decimal(group) {
+		return "", fmt.Errorf("IOMMU group %q is not a number: %w", trunc(group), ErrInvalid)
+	}
+	node := filepath.Join(w.devRoot(), "vfio", group)
+	devPath := "/devices/virtual/vfio/" + group
+	match := func(ev uevent.Event) bool { return ev.DevPath == devPath }
 	present := func() (string, bool) {
 		_, err := os.Stat(node)
 		return "", err == nil
 	}
 	if _, err := w.wait(ctx, "VFIO group node "+node, match, present); err != nil {
-		return "", "", err
+		return "", err
 	}
-	return group, node, nil
+	return node, nil
 }
 
 func (w *Waiter) node(devName string) (string, error) {

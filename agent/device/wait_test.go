@@ -185,17 +185,48 @@ func TestResolverRejectsBeforeWaiting(t *testing.T) {
 	}
 }
 
-func TestVFIOGroup(t *testing.T) {
+func TestVFIOResolve(t *testing.T) {
 	root := fakePCITree(t)
 	dev := filepath.Join(root, "devices/pci0000:00/0000:00:02.0/0000:01:01.0")
 	os.MkdirAll(filepath.Join(root, "kernel/iommu_groups/7"), 0o755)
 	os.Symlink("../../../../kernel/iommu_groups/7", filepath.Join(dev, "iommu_group"))
+	os.MkdirAll(filepath.Join(root, "bus/pci"), 0o755)
+	os.WriteFile(filepath.Join(root, "bus/pci/drivers_probe"), nil, 0o644)
 	devRoot := t.TempDir()
 	os.MkdirAll(filepath.Join(devRoot, "vfio"), 0o755)
 	os.WriteFile(filepath.Join(devRoot, "vfio/7"), nil, 0o644)
 	w := &Waiter{Events: &fakeEvents{}, Sysfs: Sysfs{Root: root}, DevRoot: devRoot, Timeout: time.Second}
-	g, node, err := w.VFIOGroup(context.Background(), "02/01")
-	if err != nil || g != "7" || node != filepath.Join(devRoot, "vfio/7") {
-		t.Fatalf("group %q node %q err %v", g, node, err)
+	r := &Resolver{Waiter: w, StatNode: func(p string) (NodeInfo, error) {
+		if p != filepath.Join(devRoot, "vfio/7") {
+			t.Fatalf("stat of %s", p)
+		}
+		return NodeInfo{Type: "c", Major: 243, Minor: 1}, nil
+	}}
+	spec := &specs.Spec{Linux: &specs.Linux{Devices: []specs.LinuxDevice{{Path: "/dev/vfio/42", Type: "c", Major: 240, Minor: 0}}}}
+	d := &pb.Device{Type: "vfio-pci", ContainerPath: "/dev/vfio/42", Options: []string{"0000:3b:00.0=02/01"}}
+	if err := r.Apply(context.Background(), []*pb.Device{d}, spec); err != nil {
+		t.Fatal(err)
+	}
+	got := spec.Linux.Devices[0]
+	if got.Path != "/dev/vfio/7" || got.Major != 243 || got.Minor != 1 {
+		t.Fatalf("vfio device not rewritten: %+v", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dev, "driver_override")); string(b) != "vfio-pci" {
+		t.Fatalf("driver_override %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "bus/pci/drivers_probe")); string(b) != "0000:01:01.0" {
+		t.Fatalf("drivers_probe %q", b)
+	}
+	// Guest-kernel mode leaves the spec alone.
+	spec2 := &specs.Spec{Linux: &specs.Linux{}}
+	gk := &pb.Device{Type: "vfio-pci-gk", Options: []string{"0000:3b:00.0=02/01"}}
+	if err := r.Apply(context.Background(), []*pb.Device{gk}, spec2); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][]string{nil, {"nobdf"}, {"a=b=c"}} {
+		d := &pb.Device{Type: "vfio-pci", ContainerPath: "/dev/vfio/42", Options: bad}
+		if err := r.Apply(context.Background(), []*pb.Device{d}, spec); !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("options %v: %v", bad, err)
+		}
 	}
 }
