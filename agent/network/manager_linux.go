@@ -591,6 +591,23 @@ func (m *Manager) UpdateRoutes(ctx context.Context, routes []*typespb.Route) ([]
 		return nil, err
 	}
 
+	// A route the kernel already made for an address (proto kernel) is
+	// kept as it is; adding it again would duplicate it for IPv6, where
+	// the kernel's metric differs from the default one.
+	all, err := dump(func() ([]netlink.Route, error) { return h.RouteList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", sysErr(err))
+	}
+	kernel := map[string]bool{}
+	for _, r := range all {
+		if r.Protocol == unix.RTPROT_KERNEL && r.Gw == nil && r.Dst != nil {
+			kernel[strconv.Itoa(r.LinkIndex)+" "+r.Dst.String()] = true
+		}
+	}
+	nlRoutes = slices.DeleteFunc(nlRoutes, func(r netlink.Route) bool {
+		return r.Gw == nil && r.Src == nil && kernel[strconv.Itoa(r.LinkIndex)+" "+r.Dst.String()]
+	})
+
 	old, err := m.managedRoutes(h, nil)
 	if err != nil {
 		return nil, err
