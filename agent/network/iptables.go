@@ -67,26 +67,28 @@ func (t IPTables) Restore(ctx context.Context, ipv6 bool, data []byte) ([]byte, 
 	return out, err
 }
 
-// limitedBuffer fails writes past its limit instead of growing.
+// limitedBuffer fails writes past its limit instead of growing. The
+// buffer is a named field, not embedded: an embedded bytes.Buffer would
+// promote ReadFrom, which io.Copy prefers over Write, bypassing the limit.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf      bytes.Buffer
 	limit    int
 	overflow bool
 	truncate bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.limit - b.Len(); len(p) > room {
+	if room := b.limit - b.buf.Len(); len(p) > room {
 		b.overflow = true
 		if b.truncate {
 			if room > 0 {
-				b.Buffer.Write(p[:room])
+				b.buf.Write(p[:room])
 			}
 			return len(p), nil
 		}
 		return 0, fmt.Errorf("output exceeds %d bytes", b.limit)
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
 
 func (t IPTables) run(ctx context.Context, tool string, stdin []byte) ([]byte, error) {
@@ -126,11 +128,11 @@ func (t IPTables) run(ctx context.Context, tool string, stdin []byte) ([]byte, e
 	case stdout.overflow:
 		return nil, fmt.Errorf("%s output exceeds %d bytes: %w", tool, MaxIPTablesOutput, errdefs.ErrResourceExhausted)
 	case err != nil:
-		msg := strings.TrimSpace(stderr.String())
+		msg := strings.TrimSpace(stderr.buf.String())
 		if msg == "" {
 			return nil, fmt.Errorf("run %s: %w", tool, err)
 		}
 		return nil, fmt.Errorf("run %s: %w: %s", tool, err, msg)
 	}
-	return stdout.Bytes(), nil
+	return stdout.buf.Bytes(), nil
 }

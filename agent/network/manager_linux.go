@@ -85,9 +85,11 @@ func sysErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ERANGE), errors.Is(err, unix.EAFNOSUPPORT):
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ERANGE), errors.Is(err, unix.EAFNOSUPPORT), errors.Is(err, unix.ENETUNREACH):
 		class = errdefs.ErrInvalidArgument
-	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH), errors.Is(err, unix.ENETUNREACH):
+	case errors.Is(err, unix.ENETDOWN):
+		class = errdefs.ErrFailedPrecondition
+	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
 		class = errdefs.ErrNotFound
 	case errors.Is(err, unix.EEXIST), errors.Is(err, unix.EADDRINUSE):
 		class = errdefs.ErrAlreadyExists

@@ -583,3 +583,41 @@ func TestAddARPNeighbors(t *testing.T) {
 		t.Errorf("neighbour table changed by refused requests: %v -> %v", before, after)
 	}
 }
+
+// The real tools, run inside the test namespace.
+func TestIPTablesInNamespace(t *testing.T) {
+	n := newTestNS(t)
+	for _, tool := range []string{"iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (Debian package iptables): %v", tool, err)
+		}
+	}
+	m := n.manager()
+	ctx := context.Background()
+	for _, v6 := range []bool{false, true} {
+		src := "10.9.9.9/32"
+		if v6 {
+			src = "fd00:9::9/128"
+		}
+		rules := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -s " + src + " -j DROP\nCOMMIT\n"
+		if _, err := m.SetIPTables(ctx, v6, []byte(rules)); err != nil {
+			t.Fatalf("SetIPTables(v6=%v): %v", v6, err)
+		}
+		out, err := m.GetIPTables(ctx, v6)
+		if err != nil {
+			t.Fatalf("GetIPTables(v6=%v): %v", v6, err)
+		}
+		if !strings.Contains(string(out), "-A INPUT -s "+src+" -j DROP") {
+			t.Errorf("v6=%v: rule missing from:\n%s", v6, out)
+		}
+		_, err = m.SetIPTables(ctx, v6, []byte("*filter\n-A NOSUCHCHAIN -j DROP\nCOMMIT\n"))
+		if !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("v6=%v: bad rules: %v", v6, err)
+		}
+	}
+	// The host's own table never saw the rule.
+	host, err := exec.Command("iptables-save").Output()
+	if err == nil && strings.Contains(string(host), "10.9.9.9") {
+		t.Errorf("rule leaked into the host namespace")
+	}
+}
