@@ -86,7 +86,9 @@ func TestParseInterfaceErrors(t *testing.T) {
 		{"mask -1", func(i *typespb.Interface) { i.IPAddresses[0].Mask = "-1" }, "out of range"},
 		{"mask text", func(i *typespb.Interface) { i.IPAddresses[0].Mask = "abc" }, "out of range"},
 		{"v6 mask 129", func(i *typespb.Interface) { i.IPAddresses[0] = &typespb.IPAddress{Address: "fd00::1", Mask: "129"} }, "[0, 128]"},
-		{"dotted mask on v6", func(i *typespb.Interface) { i.IPAddresses[0] = &typespb.IPAddress{Address: "fd00::1", Mask: "255.0.0.0"} }, "not a prefix length"},
+		{"dotted mask on v6", func(i *typespb.Interface) {
+			i.IPAddresses[0] = &typespb.IPAddress{Address: "fd00::1", Mask: "255.0.0.0"}
+		}, "not a prefix length"},
 		{"family v6 with v4", func(i *typespb.Interface) { i.IPAddresses[0].Family = typespb.IPFamily_v6 }, "family says IPv6"},
 		{"long name", func(i *typespb.Interface) { i.Name = "0123456789abcdef" }, "16 bytes"},
 	}
