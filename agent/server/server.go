@@ -20,6 +20,7 @@ type fallback struct{ unimplemented }
 // handler type per concern.
 type agentService struct {
 	fallback
+	*networkHandlers
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -28,6 +29,9 @@ var _ pb.AgentServiceService = (*agentService)(nil)
 type Options struct {
 	// Log receives request failures and panics. Defaults to slog.Default().
 	Log *slog.Logger
+	// Network configures interfaces, routes, neighbours and iptables
+	// (agent/network.Manager). Nil leaves those methods Unimplemented.
+	Network Network
 }
 
 // Server serves the agent API on one listener.
@@ -47,7 +51,9 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
-	svc := &agentService{}
+	svc := &agentService{
+		networkHandlers: &networkHandlers{net: opts.Network},
+	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil
