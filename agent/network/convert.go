@@ -38,6 +38,12 @@ const (
 	// rtScopeLink is RT_SCOPE_LINK; a gateway route cannot have it or any
 	// narrower scope.
 	rtScopeLink = 253
+
+	// Request sizes far beyond any pod's needs; they bound the work a
+	// hostile request can cause (gateway checks are quadratic).
+	maxAddrs  = 256
+	maxRoutes = 4096
+	maxNeighs = 4096
 )
 
 // invalid builds an InvalidArgument error naming the problem.
@@ -96,6 +102,9 @@ func parseInterface(iface *typespb.Interface) (ifacePlan, error) {
 	}
 	p.Name = iface.GetName()
 
+	if n := len(iface.GetIPAddresses()); n > maxAddrs {
+		return p, invalid("interface %q: %d addresses, more than %d", p.Name, n, maxAddrs)
+	}
 	hasV6 := false
 	seen := map[string]bool{}
 	for i, a := range iface.GetIPAddresses() {
@@ -344,6 +353,9 @@ func parseDest(s string) (*net.IPNet, error) {
 // gateways reachable) first, then routes through gateways, each group in
 // request order.
 func parseRoutes(routes []*typespb.Route) ([]routePlan, error) {
+	if len(routes) > maxRoutes {
+		return nil, invalid("%d routes, more than %d", len(routes), maxRoutes)
+	}
 	var direct, viaGw []routePlan
 	for i, r := range routes {
 		p, err := parseRoute(i, r)

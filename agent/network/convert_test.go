@@ -102,6 +102,16 @@ func TestParseInterfaceErrors(t *testing.T) {
 			}
 		})
 	}
+	many := base()
+	for range maxAddrs {
+		many.IPAddresses = append(many.IPAddresses, &typespb.IPAddress{Address: "10.0.0.3", Mask: "24"})
+	}
+	if _, err := parseInterface(many); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("%d addresses: %v", len(many.IPAddresses), err)
+	}
+	if _, err := parseRoutes(make([]*typespb.Route, maxRoutes+1)); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("too many routes: %v", err)
+	}
 	if _, err := parseInterface(nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("nil interface: %v", err)
 	}

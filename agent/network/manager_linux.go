@@ -773,6 +773,9 @@ func routeOf(r netlink.Route, device string) *typespb.Route {
 // are validated first; if the kernel refuses one, the entries already
 // written are put back as they were.
 func (m *Manager) AddARPNeighbors(ctx context.Context, neighs []*typespb.ARPNeighbor) error {
+	if len(neighs) > maxNeighs {
+		return invalid("%d neighbours, more than %d", len(neighs), maxNeighs)
+	}
 	plans := make([]neighPlan, 0, len(neighs))
 	for i, n := range neighs {
 		p, err := parseNeighbor(i, n)
