@@ -621,3 +621,48 @@ func TestIPTablesInNamespace(t *testing.T) {
 		t.Errorf("rule leaked into the host namespace")
 	}
 }
+
+// When the kernel refuses a neighbour (IPv6 on a link whose MTU is too
+// small for IPv6), the entries the request already wrote are undone.
+func TestNeighboursRollBackWhenKernelRefuses(t *testing.T) {
+	n := newTestNS(t)
+	m := configured(t, n)
+	small := n.veth(t, "small0", "small0p", macB, macQ, false)
+	if err := n.h.LinkSetMTU(small, 1200); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// An existing entry that the request replaces must come back as it was.
+	if err := m.AddARPNeighbors(ctx, []*typespb.ARPNeighbor{{ToIPAddress: addr("10.1.0.8", ""), Device: "eth0", Lladdr: "02:00:00:00:0c:08"}}); err != nil {
+		t.Fatal(err)
+	}
+	list := func() []string {
+		ns, err := n.h.NeighList(0, netlink.FAMILY_ALL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range ns {
+			if e.State&unix.NUD_PERMANENT != 0 {
+				out = append(out, fmt.Sprintf("%s %s %d", e.IP, e.HardwareAddr, e.LinkIndex))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	before := list()
+	err := m.AddARPNeighbors(ctx, []*typespb.ARPNeighbor{
+		{ToIPAddress: addr("10.1.0.7", ""), Device: "eth0", Lladdr: "02:00:00:00:0c:07"},
+		{ToIPAddress: addr("10.1.0.8", ""), Device: "eth0", Lladdr: "02:00:00:00:0c:88"},
+		{ToIPAddress: addr("fd00::7", ""), Device: "small0", Lladdr: "02:00:00:00:0c:17"},
+	})
+	if err == nil {
+		t.Fatal("IPv6 neighbour on an IPv6-less link was accepted")
+	}
+	if !strings.Contains(err.Error(), "fd00::7") || !strings.Contains(err.Error(), "undone") {
+		t.Errorf("error = %v", err)
+	}
+	if after := list(); !slices.Equal(after, before) {
+		t.Errorf("neighbours not restored:\nbefore %v\nafter  %v", before, after)
+	}
+}
