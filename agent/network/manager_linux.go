@@ -293,16 +293,24 @@ func (m *Manager) replaceAddrs(h *netlink.Handle, link netlink.Link, have []netl
 	for _, w := range want {
 		wanted[w.String()] = true
 	}
-	present := map[string]bool{}
 	for _, a := range have {
 		key := a.IPNet.String()
-		present[key] = true
 		if wanted[key] || (a.IP.To4() == nil && a.IP.IsLinkLocalUnicast()) {
 			continue
 		}
 		if err := h.AddrDel(link, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			return fmt.Errorf("remove address %s: %w", key, sysErr(err))
 		}
+	}
+	// Removing an IPv4 primary address also removes its secondaries, some
+	// of which may be wanted: look again before adding.
+	now, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", sysErr(err))
+	}
+	present := map[string]bool{}
+	for _, a := range now {
+		present[a.IPNet.String()] = true
 	}
 	for _, w := range want {
 		if present[w.String()] {
@@ -355,10 +363,7 @@ func (m *Manager) restoreLinks(h *netlink.Handle, saved linkState, holder *linkS
 				errs = append(errs, fmt.Errorf("restore MTU %d of %s: %w", s.mtu, s.name, err))
 			}
 		}
-		cur, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
-		if err != nil {
-			errs = append(errs, fmt.Errorf("list addresses of %s: %w", s.name, err))
-		} else if err := m.restoreAddrs(h, l, cur, s.addrs); err != nil {
+		if err := m.restoreAddrs(h, l, s.addrs); err != nil {
 			errs = append(errs, err)
 		}
 		set := h.LinkSetARPOn
@@ -386,26 +391,37 @@ func (m *Manager) restoreLinks(h *netlink.Handle, saved linkState, holder *linkS
 
 // restoreAddrs makes a link's addresses exactly the saved ones, with their
 // saved attributes.
-func (m *Manager) restoreAddrs(h *netlink.Handle, l netlink.Link, cur, saved []netlink.Addr) error {
+func (m *Manager) restoreAddrs(h *netlink.Handle, l netlink.Link, saved []netlink.Addr) error {
+	list := func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) }
+	cur, err := dump(list)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
 	var errs []error
 	keep := map[string]bool{}
 	for _, a := range saved {
 		keep[a.IPNet.String()] = true
 	}
-	have := map[string]bool{}
 	for _, a := range cur {
-		have[a.IPNet.String()] = true
 		if !keep[a.IPNet.String()] {
 			if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 				errs = append(errs, fmt.Errorf("remove address %s: %w", a.IPNet, err))
 			}
 		}
 	}
+	// Look again: removing a primary address takes its secondaries along.
+	cur, err = dump(list)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err))...)
+	}
+	have := map[string]bool{}
+	for _, a := range cur {
+		have[a.IPNet.String()] = true
+	}
 	for _, a := range saved {
 		if have[a.IPNet.String()] {
 			continue
 		}
-		a := a
 		a.LinkIndex = 0
 		if err := h.AddrAdd(l, &a); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("restore address %s: %w", a.IPNet, err))

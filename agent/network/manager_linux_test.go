@@ -666,3 +666,24 @@ func TestNeighboursRollBackWhenKernelRefuses(t *testing.T) {
 		t.Errorf("neighbours not restored:\nbefore %v\nafter  %v", before, after)
 	}
 }
+
+// Removing a primary IPv4 address takes its secondaries along; a wanted
+// secondary must still be there afterwards.
+func TestUpdateInterfaceKeepsWantedSecondary(t *testing.T) {
+	n := newTestNS(t)
+	m := n.manager()
+	n.veth(t, "veth-a", "veth-p", macA, macP, false)
+	req := eth0Request()
+	req.IPAddresses = []*typespb.IPAddress{addr("10.1.0.2", "24"), addr("10.1.0.3", "24")}
+	if _, err := m.UpdateInterface(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	req.IPAddresses = []*typespb.IPAddress{addr("10.1.0.3", "24")}
+	got, err := m.UpdateInterface(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasAddr(got, "10.1.0.3", "24") || hasAddr(got, "10.1.0.2", "24") {
+		t.Errorf("addresses = %v, want only 10.1.0.3/24", got.IPAddresses)
+	}
+}
