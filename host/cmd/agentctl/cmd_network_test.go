@@ -13,11 +13,13 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
 )
 
@@ -138,8 +140,18 @@ func TestNetworkCommandsAgainstNamespace(t *testing.T) {
 		t.Errorf("list-routes: %q", o)
 	}
 	o, _, rc = run("list-interfaces", "--json")
-	if rc != 0 || !strings.Contains(o, `"name": "eth0"`) || !strings.Contains(o, `"mtu": "1450"`) || !strings.Contains(o, `"address": "10.4.0.2"`) {
-		t.Errorf("list-interfaces --json: %q", o)
+	var ifs pb.Interfaces
+	if err := protojson.Unmarshal([]byte(o), &ifs); rc != 0 || err != nil {
+		t.Fatalf("list-interfaces --json: rc=%d %v: %q", rc, err, o)
+	}
+	found := false
+	for _, i := range ifs.Interfaces {
+		if i.Name == "eth0" && i.Mtu == 1450 && len(i.IPAddresses) == 1 && i.IPAddresses[0].Address == "10.4.0.2" && i.IPAddresses[0].Mask == "24" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("list-interfaces --json lacks eth0 as configured: %v", &ifs)
 	}
 	if _, e, rc := run("add-arp", "10.4.0.1", "02:00:00:00:0d:09", "eth0"); rc != 0 {
 		t.Errorf("add-arp: %q", e)
