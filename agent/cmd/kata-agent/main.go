@@ -16,6 +16,7 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
@@ -68,7 +69,10 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
-	srv, err := server.New(server.Options{Log: log})
+	nw := network.New(network.Options{Log: log})
+	defer nw.Close()
+
+	srv, err := server.New(server.Options{Log: log, Network: nw})
 	if err != nil {
 		log.Error("create server", "error", err)
 		return 1
