@@ -21,6 +21,7 @@ type fallback struct{ unimplemented }
 type agentService struct {
 	fallback
 	*storageHandlers
+	*networkHandlers
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -39,6 +40,10 @@ type Options struct {
 	// replace them.
 	SetTime      func(sec, usec int64) error
 	ReseedRandom func(data []byte) error
+
+	// Network configures interfaces, routes, neighbours and iptables
+	// (agent/network.Manager). Nil leaves those methods Unimplemented.
+	Network Network
 }
 
 // Server serves the agent API on one listener.
@@ -58,7 +63,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
-	svc := &agentService{storageHandlers: newStorageHandlers(opts)}
+	svc := &agentService{
+		storageHandlers: newStorageHandlers(opts),
+		networkHandlers: &networkHandlers{net: opts.Network},
+	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
 	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/storage"
 	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
@@ -91,7 +92,10 @@ func run() int {
 		Devices: &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout},
 		Log:     log,
 	})
-	srv, err := server.New(server.Options{Log: log, Storage: storages})
+	nw := network.New(network.Options{Log: log})
+	defer nw.Close()
+
+	srv, err := server.New(server.Options{Log: log, Storage: storages, Network: nw})
 	if err != nil {
 		log.Error("create server", "error", err)
 		return 1
