@@ -84,3 +84,31 @@ func TestPCIDevPath(t *testing.T) {
 		t.Fatalf("bad root bus accepted: %v", err)
 	}
 }
+
+func FuzzParsePCIPath(f *testing.F) {
+	for _, s := range []string{"02", "02/01", "1f.7/00.0", "", "20", "0x/1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePCIPath(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error not ErrInvalid: %v", err)
+			}
+			return
+		}
+		if len(p) == 0 || len(p) > maxPCIDepth {
+			t.Fatalf("accepted path of %d elements", len(p))
+		}
+		for _, e := range p {
+			if e.Slot > 31 || e.Fn > 7 {
+				t.Fatalf("out of range element %+v", e)
+			}
+		}
+		// The canonical form parses back to the same path.
+		q, err := ParsePCIPath(p.String())
+		if err != nil || q.String() != p.String() {
+			t.Fatalf("round trip %q -> %q: %v", p, q, err)
+		}
+	})
+}
