@@ -58,8 +58,8 @@ type Options struct {
 	// UnifiedCgroups mounts cgroup2 at /sys/fs/cgroup; false mounts one
 	// cgroup v1 hierarchy per controller.
 	UnifiedCgroups bool
-	// Hostname, when set, is applied at start (CreateSandbox sets the pod's
-	// later with SetHostname).
+	// Hostname, when set, is applied at start as PID 1 (CreateSandbox sets
+	// the pod's later with SetHostname).
 	Hostname string
 	Log      *slog.Logger
 	// Sys defaults to Real{}.
@@ -131,10 +131,10 @@ func Setup(o Options) error {
 		if err := s.LinkUp("lo"); err != nil {
 			errs = append(errs, fmt.Errorf("bring up lo: %w", err))
 		}
-	}
-	if o.Hostname != "" {
-		if err := SetHostname(s, o.Hostname); err != nil {
-			errs = append(errs, err)
+		if o.Hostname != "" {
+			if err := SetHostname(s, o.Hostname); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := s.WriteFile("/proc/self/oom_score_adj", []byte("-997")); err != nil {
