@@ -259,3 +259,9 @@ func applyUpdates(spec *specs.Spec, ups []update) {
 	}
 	spec.Linux.Resources.Devices = rules
 }
+
+// Types lists the Device.type values Apply handles (for GetGuestDetails'
+// device_handlers).
+func Types() []string {
+	return []string{TypeBlk, TypeMMIOBlk, TypeSCSI, TypeVFIOPCI, TypeVFIOMode, TypeVFIOGK}
+}
