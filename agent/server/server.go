@@ -22,6 +22,8 @@ type fallback struct{ unimplemented }
 type agentService struct {
 	fallback
 	*containerHandlers
+	*storageHandlers
+	*networkHandlers
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -37,6 +39,20 @@ type Options struct {
 	// DestroySandbox; as PID 1, main shuts the server down (so the reply
 	// is sent first), syncs and powers off.
 	AfterDestroySandbox func()
+
+	// Storage serves UpdateEphemeralMounts (a *storage.Manager).
+	Storage EphemeralUpdater
+	// CopyFileRoot confines CopyFile; defaults to
+	// /run/kata-containers/shared/containers.
+	CopyFileRoot string
+	// SetTime and ReseedRandom default to the initsys system calls; tests
+	// replace them.
+	SetTime      func(sec, usec int64) error
+	ReseedRandom func(data []byte) error
+
+	// Network configures interfaces, routes, neighbours and iptables
+	// (agent/network.Manager). Nil leaves those methods Unimplemented.
+	Network Network
 }
 
 // Server serves the agent API on one listener.
@@ -56,7 +72,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
-	svc := &agentService{containerHandlers: newContainerHandlers(opts)}
+	svc := &agentService{
+		containerHandlers: newContainerHandlers(opts),
+		storageHandlers:   newStorageHandlers(opts),
+		networkHandlers:   &networkHandlers{net: opts.Network},
+	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil

@@ -15,11 +15,16 @@ import (
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
+	"github.com/sandbox-guest/sandbox-guest/agent/device"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
+	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/agent/storage"
+	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
 
@@ -36,6 +41,12 @@ func main() {
 
 func run() int {
 	isInit := os.Getpid() == 1
+	if isInit {
+		// The command line is in /proc, which PID 1 has to mount first.
+		if err := initsys.MountKernelFilesystems(nil); err != nil {
+			fmt.Fprintln(os.Stderr, "kata-agent:", err)
+		}
+	}
 
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	cfg, cfgErrs := config.Parse(string(cmdline))
@@ -46,6 +57,12 @@ func run() int {
 	slog.SetDefault(log)
 	for _, err := range cfgErrs {
 		log.Warn("configuration", "error", err)
+	}
+
+	// As PID 1 on its first start this moves to a root that allows
+	// pivot_root and re-executes the agent: it does not return then.
+	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log}); err != nil {
+		log.Error("system setup", "error", err)
 	}
 
 	fipsStatus, err := fips.Read("/proc")
@@ -78,18 +95,31 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
+	// Devices are waited for through uevents; the listener opens its
+	// socket on first use.
+	uevents := uevent.NewListener(nil, log)
+	waiter := &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout}
+	storages := storage.New(storage.Config{Devices: waiter, Log: log})
+	nw := network.New(network.Options{Log: log})
+	defer nw.Close()
+
+	// Containers: the reaper must run before anything forks.
 	rp, err := reaper.Start(reaper.Options{Log: log})
 	if err != nil {
 		log.Warn("no child reaper", "error", err)
 	}
-	sb := sandbox.New(sandbox.Config{Reaper: rp, Log: log})
+	sb := sandbox.New(sandbox.Config{
+		Reaper: rp, Storage: storages, Devices: &device.Resolver{Waiter: waiter},
+		WriteResolvConf: network.WriteResolvConf, Log: log,
+	})
 	var srv *server.Server
-	srv, err = server.New(server.Options{Log: log, Sandbox: sb, AfterDestroySandbox: func() {
-		if isInit {
-			// Serve returns once the reply went out; main then powers off.
-			_ = srv.Shutdown(context.Background())
-		}
-	}})
+	srv, err = server.New(server.Options{Log: log, Storage: storages, Network: nw, Sandbox: sb,
+		AfterDestroySandbox: func() {
+			if isInit {
+				// Serve returns once the reply went out; main then powers off.
+				_ = srv.Shutdown(context.Background())
+			}
+		}})
 	if err != nil {
 		log.Error("create server", "error", err)
 		return 1
@@ -106,12 +136,24 @@ func run() int {
 		}()
 	}
 
+	if err := initsys.StartDebugConsole(ctx, initsys.ConsoleOptions{
+		Enabled: cfg.DebugConsole, Port: cfg.DebugConsolePort, Log: log,
+	}); err != nil {
+		log.Warn("debug console", "error", err)
+	}
+
 	log.Info("serving", "addr", cfg.ServerAddr)
 	if err := srv.Serve(ctx, l); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}
 	log.Info("server stopped")
+	if isInit {
+		// Sync, unmount and power off; returns only if that failed.
+		if err := initsys.Shutdown(initsys.Options{IsInit: true, Log: log}); err != nil {
+			log.Error("shutdown", "error", err)
+		}
+	}
 	return 0
 }
 

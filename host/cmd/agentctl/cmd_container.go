@@ -52,7 +52,8 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-func newFlags(name string) *flag.FlagSet {
+// containerFlags makes a FlagSet whose errors go to the terminal.
+func containerFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(errOut)
 	return fs
@@ -108,7 +109,7 @@ func DefaultSpec(rootfs string, args []string, tty bool) *specs.Spec {
 }
 
 func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
-	fs := newFlags("run")
+	fs := containerFlags("run")
 	rootfs := fs.String("rootfs", "", "container root filesystem (absolute path on the agent's side)")
 	id := fs.String("id", "", "container id (default: random)")
 	tty := fs.Bool("tty", false, "allocate a terminal")
@@ -169,7 +170,7 @@ func runExec(ctx context.Context, c *agentclient.Client, args []string) error {
 		return errors.New("usage: exec ID [--tty] -- CMD [ARG]")
 	}
 	id := args[0]
-	fs := newFlags("exec")
+	fs := containerFlags("exec")
 	tty := fs.Bool("tty", false, "allocate a terminal")
 	cwd := fs.String("cwd", "/", "working directory")
 	var env multiFlag
@@ -414,7 +415,7 @@ func runRm(ctx context.Context, c *agentclient.Client, args []string) error {
 }
 
 func runCreateSandbox(ctx context.Context, c *agentclient.Client, args []string) error {
-	fs := newFlags("create-sandbox")
+	fs := containerFlags("create-sandbox")
 	id := fs.String("id", "", "sandbox id")
 	hostname := fs.String("hostname", "", "hostname shared by the pod's containers")
 	pidns := fs.Bool("sandbox-pidns", false, "containers created with sandbox_pidns share one pid namespace")
