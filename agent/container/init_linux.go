@@ -17,7 +17,9 @@ import (
 const InitArg = "init"
 
 // IsInit reports whether this process was started as a container init.
-func IsInit() bool { return len(os.Args) > 1 && os.Args[1] == InitArg }
+// PID 1 never is: the kernel passes stray command-line words to init as
+// arguments, and a guest must not mistake one for this mode.
+func IsInit() bool { return len(os.Args) > 1 && os.Args[1] == InitArg && os.Getpid() != 1 }
 
 // Init runs libcontainer's init; it never returns. Call it from an init
 // function of the main package (and of test binaries) when IsInit().

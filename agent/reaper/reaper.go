@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,6 +79,7 @@ func Start(opts Options) (*Reaper, error) {
 		r.procRoot = "/proc"
 	}
 	signal.Notify(r.sig, unix.SIGCHLD)
+	active.Store(r)
 	go r.loop()
 	r.Kick()
 	return r, nil
@@ -86,6 +88,7 @@ func Start(opts Options) (*Reaper, error) {
 // Stop ends the loop. Pending zombies stay for the next owner of the pid 1
 // role (there is none in practice: Stop is for tests).
 func (r *Reaper) Stop() {
+	active.CompareAndSwap(r, nil)
 	signal.Stop(r.sig)
 	close(r.stop)
 	<-r.done
@@ -249,4 +252,18 @@ func (r *Reaper) Run(cmd *exec.Cmd) error {
 	end(pid)
 	defer r.Disown(pid)
 	return cmd.Wait()
+}
+
+// active is the running reaper, for RunCmd.
+var active atomic.Pointer[Reaper]
+
+// RunCmd runs cmd to completion like cmd.Run, through the running reaper
+// if there is one, so its exit status cannot be reaped from under it. Any
+// agent code that forks (modprobe, iptables-restore, a debug shell) should
+// use it; set cmd.Stdout/Stderr for output.
+func RunCmd(cmd *exec.Cmd) error {
+	if r := active.Load(); r != nil {
+		return r.Run(cmd)
+	}
+	return cmd.Run()
 }

@@ -145,3 +145,20 @@ func TestRunKeepsExitStatus(t *testing.T) {
 		t.Fatalf("nil reaper: %v", err)
 	}
 }
+
+func TestRunCmdUsesActiveReaper(t *testing.T) {
+	if err := RunCmd(exec.Command("/bin/true")); err != nil {
+		t.Fatalf("without a reaper: %v", err)
+	}
+	r, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	for i := 0; i < 20; i++ {
+		var ee *exec.ExitError
+		if err := RunCmd(exec.Command("/bin/sh", "-c", "exit 4")); !errors.As(err, &ee) || ee.ExitCode() != 4 {
+			t.Fatalf("run %d: %v, want exit status 4", i, err)
+		}
+	}
+}
