@@ -16,10 +16,14 @@ import (
 // the agent binary as a container's init process.
 const InitArg = "init"
 
-// IsInit reports whether this process was started as a container init.
-// PID 1 never is: the kernel passes stray command-line words to init as
-// arguments, and a guest must not mistake one for this mode.
-func IsInit() bool { return len(os.Args) > 1 && os.Args[1] == InitArg && os.Getpid() != 1 }
+// IsInit reports whether this process was started by libcontainer as a
+// container init: the "init" argument and libcontainer's init pipe in the
+// environment. The argument alone is not enough: the kernel passes stray
+// command-line words to the guest's PID 1 as arguments. (The pid cannot
+// tell either: a container init is PID 1 of its own pid namespace.)
+func IsInit() bool {
+	return len(os.Args) > 1 && os.Args[1] == InitArg && os.Getenv("_LIBCONTAINER_INITPIPE") != ""
+}
 
 // Init runs libcontainer's init; it never returns. Call it from an init
 // function of the main package (and of test binaries) when IsInit().

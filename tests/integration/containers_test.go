@@ -214,6 +214,29 @@ func TestAgentctlCommands(t *testing.T) {
 	}
 }
 
+func TestAgentctlRunFlags(t *testing.T) {
+	a := startAgent(t)
+	out, code := a.ctl("run", "--rootfs", a.rootfs, "--tty", "--", "/bin/sh", "-c", "[ -t 1 ] && echo tty; exit 2")
+	if code != 2 || !strings.Contains(out, "tty") {
+		t.Fatalf("run --tty: %q status %d", out, code)
+	}
+	out, code = a.ctl("run", "--rootfs", a.rootfs, "--id", "kept", "--keep", "--env", "FOO=bar", "--cwd", "/tmp",
+		"--memory", "67108864", "--", "/bin/sh", "-c", "echo $FOO; pwd")
+	if code != 0 || out != "bar\n/tmp\n" {
+		t.Fatalf("run with env and cwd: %q status %d", out, code)
+	}
+	out, code = a.ctl("stats", "kept")
+	if code != 0 || !strings.Contains(out, "memory.limit\t67108864\n") {
+		t.Fatalf("kept container stats: %q status %d", out, code)
+	}
+	if _, code := a.ctl("rm", "kept"); code != 0 {
+		t.Fatal("rm kept failed")
+	}
+	if _, code := a.ctl("run", "--", "/bin/true"); code == 0 {
+		t.Fatal("run without --rootfs succeeded")
+	}
+}
+
 // TestAgentctlRun runs the agentctl binary against the agent.
 func TestAgentctlRun(t *testing.T) {
 	a := startAgent(t)

@@ -31,6 +31,12 @@ func init() {
 	if container.IsInit() {
 		container.Init()
 	}
+	if len(os.Args) > 1 && os.Args[1] == container.InitArg {
+		// Started as an init but not recognised as one: never fall
+		// through to running the tests again inside a container.
+		fmt.Fprintln(os.Stderr, "integration.test: init without libcontainer's environment")
+		os.Exit(255)
+	}
 }
 
 var (
@@ -56,7 +62,14 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if rootfsCache != "" {
+		_ = os.RemoveAll(filepath.Dir(rootfsCache))
+	}
+	if agentctlBin != "" {
+		_ = os.RemoveAll(filepath.Dir(agentctlBin))
+	}
+	os.Exit(code)
 }
 
 // agent is an in-process agent serving on a unix socket, with a client.
