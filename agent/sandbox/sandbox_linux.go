@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -533,10 +534,7 @@ func (s *Sandbox) GetOOMEvent(ctx context.Context) (string, error) {
 // RemoveStaleVirtiofsShareMounts unmounts virtio-fs mounts under the
 // share directory that no container uses any more.
 func (s *Sandbox) RemoveStaleVirtiofsShareMounts() error {
-	prefix := filepath.Clean(s.cfg.SharedDir) + "/"
-	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
-		return m.FSType != "virtiofs" || !strings.HasPrefix(m.Mountpoint, prefix), false
-	})
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("virtiofs"))
 	if err != nil {
 		return fmt.Errorf("read mount table: %w", err)
 	}
@@ -547,16 +545,32 @@ func (s *Sandbox) RemoveStaleVirtiofsShareMounts() error {
 	}
 	s.mu.Unlock()
 	var errs []error
-	for _, m := range mounts {
-		cid, _, _ := strings.Cut(strings.TrimPrefix(m.Mountpoint, prefix), "/")
-		if live[cid] {
-			continue
-		}
-		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", m.Mountpoint, err))
+	for _, mp := range staleShareMounts(mounts, s.cfg.SharedDir, live) {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// staleShareMounts picks the virtio-fs mounts below sharedDir/<cid>/ whose
+// container is gone; the share itself and live containers' mounts stay.
+// Deepest first, so nested mounts come off before their parents.
+func staleShareMounts(mounts []*mountinfo.Info, sharedDir string, live map[string]bool) []string {
+	prefix := filepath.Clean(sharedDir) + "/"
+	var out []string
+	for _, m := range mounts {
+		if m.FSType != "virtiofs" || !strings.HasPrefix(m.Mountpoint, prefix) {
+			continue
+		}
+		cid, _, _ := strings.Cut(strings.TrimPrefix(m.Mountpoint, prefix), "/")
+		if cid == "" || live[cid] {
+			continue
+		}
+		out = append(out, m.Mountpoint)
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
 }
 
 // holdNamespaces creates the pod's UTS and IPC namespaces on a locked OS
