@@ -148,19 +148,22 @@ func (p *Process) WriteStdin(data []byte) (int, error) {
 // character instead, as closing the master would hang up the terminal.
 func (p *Process) CloseStdin() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stdinClosed || p.closed {
+	if p.stdinClosed || p.closed || p.stdin == nil {
+		p.mu.Unlock()
 		return nil
 	}
 	p.stdinClosed = true
-	if p.tty {
-		if _, err := p.stdin.Write([]byte{4}); err != nil {
+	f, tty := p.stdin, p.tty
+	p.mu.Unlock()
+	// Not under the lock: a full terminal input queue blocks the write.
+	if tty {
+		if _, err := f.Write([]byte{4}); err != nil {
 			return fmt.Errorf("process %q: send EOF to terminal: %w", p.ID, err)
 		}
 		return nil
 	}
-	if p.stdin != nil {
-		return p.stdin.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("process %q: close stdin: %w", p.ID, err)
 	}
 	return nil
 }
