@@ -293,7 +293,7 @@ func (c *Container) Signal(execID string, sig unix.Signal) error {
 		return p.Signal(sig)
 	}
 	if c.init.Exited() && !c.hasProcesses() {
-		return fmt.Errorf("container %q has no running process: %w", c.id, errdefs.ErrNotFound)
+		return nil // nothing left to signal; see Process.Signal
 	}
 	return c.signalAll(sig)
 }

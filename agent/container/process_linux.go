@@ -254,14 +254,16 @@ func (p *Process) Resize(rows, cols uint32) error {
 	return nil
 }
 
-// Signal sends sig to the process.
+// Signal sends sig to the process. Signalling a process that has already
+// exited succeeds and does nothing: the runtime's stop sequence (SIGKILL,
+// wait, remove) must work on a container that ended by itself.
 func (p *Process) Signal(sig unix.Signal) error {
 	if p.Exited() {
-		return fmt.Errorf("process %q has exited: %w", p.ID, errdefs.ErrNotFound)
+		return nil
 	}
 	if err := p.lp.Signal(sig); err != nil {
-		if p.Exited() || errors.Is(err, os.ErrProcessDone) {
-			return fmt.Errorf("process %q has exited: %w", p.ID, errdefs.ErrNotFound)
+		if p.Exited() || errors.Is(err, os.ErrProcessDone) || errors.Is(err, unix.ESRCH) {
+			return nil
 		}
 		return fmt.Errorf("signal process %q: %w", p.ID, err)
 	}

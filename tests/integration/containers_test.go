@@ -367,6 +367,10 @@ func TestSignals(t *testing.T) {
 	if code := a.wait("kill", "side"); code != 137 {
 		t.Fatalf("exec'd process after SIGKILL to all: exit %d, want 137", code)
 	}
+	// The runtime's stop sequence on a container that already ended.
+	if _, err := a.cli.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: "kill", Signal: 9}); err != nil {
+		t.Fatalf("SIGKILL to an exited container: %v", err)
+	}
 	a.remove("kill")
 }
 
