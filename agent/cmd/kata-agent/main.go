@@ -104,6 +104,7 @@ func run() int {
 	defer nw.Close()
 
 	// Containers: the reaper must run before anything forks.
+	container.ForwardLibraryLogs(log)
 	rp, err := reaper.Start(reaper.Options{Log: log})
 	if err != nil {
 		log.Warn("no child reaper", "error", err)
