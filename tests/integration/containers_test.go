@@ -927,3 +927,43 @@ func TestLiveProcessesCostNoThreads(t *testing.T) {
 	}
 	a.remove("warm")
 }
+
+// TestRemoveHonoursTimeout: when the processes cannot die (their cgroup's
+// parent is frozen, which the v1 freezer holds even SIGKILL for), the
+// remove gives up after its timeout with an error, and a later remove
+// succeeds once they can.
+func TestRemoveHonoursTimeout(t *testing.T) {
+	a := startAgent(t)
+	a.run("stuck", a.spec(false, "/bin/sleep", "1000"))
+	var freezer string
+	for _, d := range cgroupGroupDirs(a.group) {
+		if strings.Contains(d, "/freezer/") {
+			freezer = filepath.Join(d, "freezer.state")
+		}
+	}
+	if freezer == "" {
+		t.Skip("no cgroup v1 freezer: the v2 freezer lets SIGKILL through, so processes cannot be held")
+	}
+	if err := os.WriteFile(freezer, []byte("FROZEN"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			if err := os.WriteFile(freezer, []byte("THAWED"), 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer thaw()
+	start := time.Now()
+	_, err := a.cli.RemoveContainer(ctxT(t, 30*time.Second), &pb.RemoveContainerRequest{ContainerId: "stuck", Timeout: 1})
+	took := time.Since(start)
+	wantCode(t, err, codes.Unavailable, "did not exit in time")
+	if took < time.Second || took > 5*time.Second {
+		t.Fatalf("remove with a 1 s timeout took %v", took)
+	}
+	thaw()
+	a.remove("stuck")
+}
