@@ -322,10 +322,16 @@ func (c *Container) Destroy(ctx context.Context) error {
 	c.mu.Lock()
 	c.removed = true
 	c.mu.Unlock()
-	// A frozen cgroup would hold the SIGKILL: thaw first.
-	if st, err := c.lc.Status(); err == nil && st == libcontainer.Paused {
-		_ = c.lc.Resume()
-	}
+	// A frozen cgroup (v1) would hold the SIGKILL: thaw it. Reading the
+	// freezer state can block while a freeze is in progress, so this
+	// runs aside and the wait below stays bounded by ctx.
+	thawed := make(chan struct{})
+	go func() {
+		defer close(thawed)
+		if st, err := c.lc.Status(); err == nil && st == libcontainer.Paused {
+			_ = c.lc.Resume()
+		}
+	}()
 	if !c.init.Exited() || c.hasProcesses() {
 		_ = c.signalAll(unix.SIGKILL)
 		if !c.init.Exited() {
@@ -337,6 +343,14 @@ func (c *Container) Destroy(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("container %q: processes did not exit in time: %w", c.id, errdefs.ErrUnavailable)
 	}
+	select {
+	case <-thawed:
+	case <-ctx.Done():
+		return fmt.Errorf("container %q: cgroup did not thaw in time: %w", c.id, errdefs.ErrUnavailable)
+	}
+	// Processes frozen before the thaw got the SIGKILL already queued;
+	// send it again for any that were not yet listed.
+	_ = c.signalAll(unix.SIGKILL)
 	c.mu.Lock()
 	execs := make([]*Process, 0, len(c.execs))
 	for _, p := range c.execs {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -141,8 +142,11 @@ func agentctl(t *testing.T) string {
 		agentctlBin = filepath.Join(dir, "agentctl")
 		build := exec.Command("go", "build", "-o", agentctlBin, "github.com/sandbox-guest/sandbox-guest/host/cmd/agentctl")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			agentctlErr = fmt.Errorf("build agentctl: %v\n%s", err, out)
+		var out bytes.Buffer
+		build.Stdout, build.Stderr = &out, &out
+		// Children of this process go through the reaper (see package reaper).
+		if err := reaper.RunCmd(build); err != nil {
+			agentctlErr = fmt.Errorf("build agentctl: %v\n%s", err, out.String())
 		}
 	})
 	if agentctlErr != nil {
@@ -157,7 +161,7 @@ func (a *agent) ctl(args ...string) (string, int) {
 	cmd := exec.Command(agentctl(a.t), append([]string{"--addr", "unix://" + a.sock}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := reaper.RunCmd(cmd)
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -244,7 +248,7 @@ func TestAgentctlRun(t *testing.T) {
 	cmd := exec.Command(bin, "--addr", "unix://"+a.sock, "run", "--rootfs", a.rootfs, "--", "/bin/sh", "-c", "echo hello; exit 3")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := reaper.RunCmd(cmd)
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 3 {
 		t.Fatalf("agentctl run: %v (stderr %q), want exit status 3", err, stderr.String())
@@ -867,7 +871,12 @@ func TestSeccomp(t *testing.T) {
 func TestFailedStartLeavesNothing(t *testing.T) {
 	a := startAgent(t)
 	ctx := ctxT(t, 30*time.Second)
+	// Warm up the libraries' lazily opened handles (cgroup root, procfs).
+	a.run("warm", a.spec(false, "/bin/true"))
+	a.wait("warm", "")
+	a.remove("warm")
 	fds0, cg0 := countFDs(t), countCgroups(a.group)
+	before := fdTargets()
 	for i := 0; i < 5; i++ {
 		id := fmt.Sprintf("bad%d", i)
 		_, err := a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: a.spec(false, "/bin/does-not-exist")})
@@ -884,7 +893,7 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if fds1, cg1 := countFDs(t), countCgroups(a.group); fds1 != fds0 || cg1 != cg0 {
-		t.Fatalf("failed creates leaked: fds %d->%d cgroups %d->%d", fds0, fds1, cg0, cg1)
+		t.Fatalf("failed creates leaked: fds %d->%d (%v -> %v) cgroups %d->%d", fds0, fds1, before, fdTargets(), cg0, cg1)
 	}
 	if ids := a.sbContainers(); len(ids) != 0 {
 		t.Fatalf("state left behind: %v", ids)
@@ -966,4 +975,14 @@ func TestRemoveHonoursTimeout(t *testing.T) {
 	}
 	thaw()
 	a.remove("stuck")
+}
+
+func fdTargets() []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		out = append(out, e.Name()+"="+l)
+	}
+	return out
 }

@@ -4,6 +4,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -156,11 +157,13 @@ func busyboxRootfs(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(root, "bin/busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	list, err := exec.Command(busybox, "--list-full").Output()
-	if err != nil {
+	var list bytes.Buffer
+	cmd := exec.Command(busybox, "--list-full")
+	cmd.Stdout = &list
+	if err := reaper.RunCmd(cmd); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range strings.Fields(string(list)) {
+	for _, p := range strings.Fields(list.String()) {
 		if p == "bin/busybox" {
 			continue
 		}
