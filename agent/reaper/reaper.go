@@ -6,13 +6,20 @@
 // exit statuses, so the reaper only reaps a zombie when
 //
 //   - its pid is not registered as owned (Own/Disown), and
+//
 //   - no process start is in flight (Begin/end), because a child that
 //     exits before its starter has registered it must not be taken.
+//
+//   - it has stayed a zombie for a grace period (Options.Grace), so that
+//     code that forks without telling the reaper, but waits for its child
+//     as os/exec does, still gets its exit status. Such code should use
+//     RunCmd all the same; the grace period is a safety net.
 //
 // Zombies are found without consuming them: waitid(P_ALL, WNOWAIT) tells
 // whether any exited child exists at all (the cheap common case), and only
 // then /proc is scanned for zombie children of the agent. The loop sleeps on
-// SIGCHLD; there is no polling at idle.
+// SIGCHLD; a one-shot timer runs only while a young unowned zombie waits
+// out its grace period, so there is no polling at idle.
 //
 // Lock order: Reaper.mu is a leaf lock; no other lock is taken under it.
 package reaper
@@ -29,6 +36,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,9 +47,13 @@ type Reaper struct {
 	procRoot string
 	self     int
 
+	grace time.Duration
+
 	mu       sync.Mutex
 	owned    map[int]struct{}
 	starting int
+	seen     map[zombie]time.Time // unowned zombies waiting out the grace
+	timer    *time.Timer
 
 	kick chan struct{}
 	sig  chan os.Signal
@@ -54,6 +66,19 @@ type Options struct {
 	Log *slog.Logger
 	// ProcRoot is where procfs is mounted; defaults to /proc.
 	ProcRoot string
+	// Grace is how long an unowned zombie is left to a parent that waits
+	// for it itself; defaults to DefaultGrace.
+	Grace time.Duration
+}
+
+// DefaultGrace leaves os/exec-style owners ample time to wait.
+const DefaultGrace = 250 * time.Millisecond
+
+// zombie identifies one exited child: a pid and its start time, so a
+// reused pid is never mistaken for the one seen before.
+type zombie struct {
+	pid   int
+	start string
 }
 
 // Start makes the calling process a child subreaper and starts the SIGCHLD
@@ -67,6 +92,8 @@ func Start(opts Options) (*Reaper, error) {
 		procRoot: opts.ProcRoot,
 		self:     os.Getpid(),
 		owned:    map[int]struct{}{},
+		seen:     map[zombie]time.Time{},
+		grace:    opts.Grace,
 		kick:     make(chan struct{}, 1),
 		sig:      make(chan os.Signal, 1),
 		stop:     make(chan struct{}),
@@ -77,6 +104,9 @@ func Start(opts Options) (*Reaper, error) {
 	}
 	if r.procRoot == "" {
 		r.procRoot = "/proc"
+	}
+	if r.grace <= 0 {
+		r.grace = DefaultGrace
 	}
 	signal.Notify(r.sig, unix.SIGCHLD)
 	active.Store(r)
@@ -175,31 +205,58 @@ func (r *Reaper) reap() {
 			r.log.Warn("scan for zombie children", "error", err)
 			return
 		}
+		now := time.Now()
+		var next time.Duration
+		live := make(map[zombie]bool, len(zombies))
 		reaped := 0
-		for _, pid := range zombies {
-			if _, ok := r.owned[pid]; ok {
+		for _, z := range zombies {
+			if _, ok := r.owned[z.pid]; ok {
+				continue
+			}
+			live[z] = true
+			first, ok := r.seen[z]
+			if !ok {
+				first = now
+				r.seen[z] = now
+			}
+			if age := now.Sub(first); age < r.grace {
+				if wait := r.grace - age; next == 0 || wait < next {
+					next = wait
+				}
 				continue
 			}
 			var ws unix.WaitStatus
-			got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-			if err == nil && got == pid {
+			got, err := unix.Wait4(z.pid, &ws, unix.WNOHANG, nil)
+			if err == nil && got == z.pid {
 				reaped++
+				delete(live, z)
 			}
+		}
+		for z := range r.seen {
+			if !live[z] {
+				delete(r.seen, z)
+			}
+		}
+		if next > 0 {
+			if r.timer != nil {
+				r.timer.Stop()
+			}
+			r.timer = time.AfterFunc(next, r.Kick)
 		}
 		r.mu.Unlock()
 		if reaped == 0 {
-			return // only owned zombies left: their owners wait for them
+			return // the rest belongs to owners or waits out its grace
 		}
 	}
 }
 
 // zombies lists the zombie children of this process from procfs.
-func (r *Reaper) zombies() ([]int, error) {
+func (r *Reaper) zombies() ([]zombie, error) {
 	ents, err := os.ReadDir(r.procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", r.procRoot, err)
 	}
-	var out []int
+	var out []zombie
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -214,10 +271,23 @@ func (r *Reaper) zombies() ([]int, error) {
 			continue
 		}
 		if ppid == r.self && state == 'Z' {
-			out = append(out, pid)
+			out = append(out, zombie{pid: pid, start: startTime(b)})
 		}
 	}
 	return out, nil
+}
+
+// startTime returns field 22 of a stat line (start time in clock ticks).
+func startTime(b []byte) string {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return ""
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return string(f[19])
 }
 
 // ParseStat extracts the state and parent pid from a /proc/PID/stat line.

@@ -2,9 +2,11 @@ package reaper
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -160,5 +162,57 @@ func TestRunCmdUsesActiveReaper(t *testing.T) {
 		if err := RunCmd(exec.Command("/bin/sh", "-c", "exit 4")); !errors.As(err, &ee) || ee.ExitCode() != 4 {
 			t.Fatalf("run %d: %v, want exit status 4", i, err)
 		}
+	}
+}
+
+// TestUnregisteredOwnersKeepStatus: code that forks without the reaper
+// still gets its children's exit statuses when it waits within the grace
+// period: many children at once, and one waited for only after it exited.
+func TestUnregisteredOwnersKeepStatus(t *testing.T) {
+	r, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	// Many children at once, so the reaper's scans overlap their exits.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				err := exec.Command("/bin/sh", "-c", "exit 5").Run()
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 5 {
+					errs <- fmt.Errorf("run %d: %v, want exit status 5", i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	late := exec.Command("/bin/sh", "-c", "exit 6")
+	if err := late.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(DefaultGrace / 3) // exited and seen by the reaper by now
+	var ee *exec.ExitError
+	if err := late.Wait(); !errors.As(err, &ee) || ee.ExitCode() != 6 {
+		t.Fatalf("late wait: %v, want exit status 6", err)
+	}
+}
+
+func TestStartTime(t *testing.T) {
+	line := "42 (a b) Z 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0"
+	if got := startTime([]byte(line)); got != "987654" {
+		t.Fatalf("start time %q, want 987654", got)
+	}
+	if got := startTime([]byte("1 (x) Z 1")); got != "" {
+		t.Fatalf("short line gave %q", got)
 	}
 }
