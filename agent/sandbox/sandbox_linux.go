@@ -136,10 +136,12 @@ func New(cfg Config) *Sandbox {
 
 // CreateSandboxRequest is what CreateSandbox needs.
 type CreateSandboxRequest struct {
-	ID        string
-	Hostname  string
-	DNS       []string
-	Storages  []*pb.Storage
+	ID       string
+	Hostname string
+	DNS      []string
+	Storages []*pb.Storage
+	// SharedPID is informational: each CreateContainer says whether it
+	// joins the shared pid namespace (CreateContainerRequest.SandboxPID).
 	SharedPID bool
 }
 
@@ -181,6 +183,11 @@ func (s *Sandbox) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (
 			return fmt.Errorf("write %s: %w", resolv, err)
 		}
 	}
+	defer func() {
+		if retErr != nil && resolv != "" {
+			_ = os.Remove(resolv)
+		}
+	}()
 	ns, err := holdNamespaces(filepath.Join(s.cfg.SandboxDir, "ns"), req.Hostname)
 	if err != nil {
 		return err
