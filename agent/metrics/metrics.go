@@ -298,10 +298,10 @@ func (c *Collector) load(w *writer) error {
 }
 
 type containerStats struct {
-	id                  string
-	memUsage            uint64
-	memLimit            string
-	cpuUsec             uint64
+	id                       string
+	memUsage                 uint64
+	memLimit                 string
+	cpuUsec                  uint64
 	hasMem, hasLimit, hasCPU bool
 }
 
