@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
+	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -20,6 +22,7 @@ type fallback struct{ unimplemented }
 // handler type per concern.
 type agentService struct {
 	fallback
+	*hotplugHandlers
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -28,6 +31,14 @@ var _ pb.AgentServiceService = (*agentService)(nil)
 type Options struct {
 	// Log receives request failures and panics. Defaults to slog.Default().
 	Log *slog.Logger
+
+	// Hotplug onlines CPUs and memory and reports memory hot-plug details;
+	// nil answers OnlineCPUMem and MemHotplugByProbe NotImplemented.
+	Hotplug *hotplug.Onliner
+	// Metrics gathers GetMetrics; nil answers it NotImplemented.
+	Metrics *metrics.Collector
+	// AgentInfo is reported by GetGuestDetails.
+	AgentInfo AgentInfo
 }
 
 // Server serves the agent API on one listener.
@@ -47,7 +58,9 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
-	svc := &agentService{}
+	svc := &agentService{
+		hotplugHandlers: newHotplugHandlers(opts, log),
+	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil
