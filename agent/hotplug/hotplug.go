@@ -26,6 +26,12 @@ import (
 // CPUs it was asked for have not all appeared and come online yet.
 const retryInterval = 50 * time.Millisecond
 
+// sweepDelay is how long after the last memory "add" uevent all memory
+// blocks are checked once more: the uevent listener drops events for a
+// subscriber that lags (a large DIMM adds many blocks at once), and the
+// sweep onlines the blocks whose events were lost.
+const sweepDelay = 200 * time.Millisecond
+
 // maxAttrSize bounds every sysfs read: attributes are at most a page, and a
 // bounded read cannot hang on a file that never ends.
 const maxAttrSize = 4096
@@ -92,6 +98,10 @@ type Onliner struct {
 	log       *slog.Logger
 	mu        sync.Mutex
 	cpuClaims map[int]bool // CPUs onlined on "add" that no OnlineCPUMem has counted yet
+
+	sweepDelay time.Duration
+	sweepMu    sync.Mutex
+	sweepTimer *time.Timer
 }
 
 // New returns an Onliner. It touches nothing until used.
@@ -105,6 +115,8 @@ func New(opts Options) (*Onliner, error) {
 		clock:     opts.Clock,
 		log:       opts.Log,
 		cpuClaims: map[int]bool{},
+
+		sweepDelay: sweepDelay,
 	}
 	if o.sysfs == "" {
 		o.sysfs = "/sys"

@@ -120,6 +120,7 @@ func newOnliner(t *testing.T, fs *fakeSysfs, clk *fakeClock, mod func(*Options))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(o.stopSweep)
 	return o
 }
 
@@ -535,5 +536,24 @@ func TestMemHotplugByProbeWriteFails(t *testing.T) {
 func TestNewRejectsUnknownOnlineType(t *testing.T) {
 	if _, err := New(Options{MemoryOnline: "online_kernelx"}); err == nil {
 		t.Error("New accepted an unknown memory online type")
+	}
+}
+
+func TestSweepCatchesDroppedMemoryUevents(t *testing.T) {
+	fs := newFakeSysfs(t)
+	fs.block(32, "offline")
+	fs.block(33, "offline") // its uevent was dropped by the listener
+	o := newOnliner(t, fs, &fakeClock{}, nil)
+	o.sweepDelay = 10 * time.Millisecond
+	o.HandleUevent("add", "memory", "/devices/system/memory/memory32")
+	if got := fs.read("devices/system/memory/memory32/state"); got != "online" {
+		t.Fatalf("memory32 state = %q", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for fs.read("devices/system/memory/memory33/state") != "online" {
+		if time.Now().After(deadline) {
+			t.Fatal("memory33 still offline 5s after the last uevent")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

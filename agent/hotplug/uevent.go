@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // WantsUevent reports whether HandleUevent acts on events with this action
@@ -43,6 +44,7 @@ func (o *Onliner) handleUevent(action, subsystem, devpath string) error {
 		if changed {
 			o.log.Info("onlined hot-plugged memory block", "block", name, "type", string(o.memType))
 		}
+		o.scheduleSweep()
 		return err
 	case "cpu":
 		n, ok := devNumber(devpath, "/devices/system/cpu/cpu")
@@ -78,4 +80,37 @@ func devNumber(devpath, prefix string) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// scheduleSweep (re)arms the one-shot timer that onlines every offline
+// memory block once uevents have been quiet for sweepDelay. It costs
+// nothing at idle: no timer runs until the next memory uevent.
+func (o *Onliner) scheduleSweep() {
+	o.sweepMu.Lock()
+	defer o.sweepMu.Unlock()
+	if o.sweepTimer == nil {
+		o.sweepTimer = time.AfterFunc(o.sweepDelay, o.sweep)
+		return
+	}
+	o.sweepTimer.Reset(o.sweepDelay)
+}
+
+func (o *Onliner) sweep() {
+	blocks, err := o.onlineMemory()
+	if len(blocks) > 0 {
+		o.log.Info("onlined memory blocks whose uevents were missed", "blocks", blocks, "type", string(o.memType))
+	}
+	if err != nil {
+		o.log.Warn("memory sweep after hot-plug uevents", "error", err)
+	}
+}
+
+// stopSweep cancels a pending sweep (tests use it before their sysfs tree
+// goes away).
+func (o *Onliner) stopSweep() {
+	o.sweepMu.Lock()
+	defer o.sweepMu.Unlock()
+	if o.sweepTimer != nil {
+		o.sweepTimer.Stop()
+	}
 }
