@@ -87,8 +87,3 @@ func interceptor(log *slog.Logger) ttrpc.UnaryServerInterceptor {
 		return resp, err
 	}
 }
-
-// invalidArgument builds an InvalidArgument error naming the problem.
-func invalidArgument(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
-}
