@@ -79,7 +79,7 @@ func (h *hotplugHandlers) MemHotplugByProbe(ctx context.Context, req *pb.MemHotp
 	}
 	addrs := req.GetMemHotplugProbeAddr()
 	if len(addrs) > maxProbeAddrs {
-		return nil, invalidArgument("memHotplugProbeAddr: %d addresses, at most %d accepted", len(addrs), maxProbeAddrs)
+		return nil, fmt.Errorf("memHotplugProbeAddr: %d addresses, at most %d accepted: %w", len(addrs), maxProbeAddrs, errdefs.ErrInvalidArgument)
 	}
 	if err := h.onliner.MemHotplugByProbe(addrs); err != nil {
 		return nil, fmt.Errorf("memory hot-plug by probe: %w", err)

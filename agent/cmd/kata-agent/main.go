@@ -15,7 +15,9 @@ import (
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
@@ -68,7 +70,34 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
-	srv, err := server.New(server.Options{Log: log})
+	onliner, err := hotplug.New(hotplug.Options{
+		MemoryOnline:   cfg.MemoryOnline,
+		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
+		Timeout:        cfg.HotplugTimeout,
+		Log:            log,
+	})
+	if err != nil {
+		log.Error("hot-plug configuration", "error", err)
+		return 1
+	}
+	if isInit {
+		// Onlines what was hot-plugged before uevents were listened to (the
+		// uevent subscription for the onliner belongs just before this). Not
+		// on a development host: the host's memory is not ours to online.
+		if err := onliner.OnlineAllOffline(); err != nil {
+			log.Warn("online hot-plugged CPUs and memory at start-up", "error", err)
+		}
+	}
+	srv, err := server.New(server.Options{
+		Log:     log,
+		Hotplug: onliner,
+		Metrics: metrics.New(metrics.Options{}),
+		AgentInfo: server.AgentInfo{
+			Version:    version.Version,
+			InitDaemon: isInit,
+			FIPS:       fipsStatus.Agent,
+		},
+	})
 	if err != nil {
 		log.Error("create server", "error", err)
 		return 1
