@@ -23,6 +23,7 @@ type fallback struct{ unimplemented }
 type agentService struct {
 	fallback
 	*hotplugHandlers
+	*networkHandlers
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -39,6 +40,9 @@ type Options struct {
 	Metrics *metrics.Collector
 	// AgentInfo is reported by GetGuestDetails.
 	AgentInfo AgentInfo
+	// Network configures interfaces, routes, neighbours and iptables
+	// (agent/network.Manager). Nil leaves those methods Unimplemented.
+	Network Network
 }
 
 // Server serves the agent API on one listener.
@@ -60,6 +64,7 @@ func New(opts Options) (*Server, error) {
 	}
 	svc := &agentService{
 		hotplugHandlers: newHotplugHandlers(opts, log),
+		networkHandlers: &networkHandlers{net: opts.Network},
 	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})

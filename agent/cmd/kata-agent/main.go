@@ -18,6 +18,7 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
 	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
+	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
@@ -70,6 +71,9 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
+	nw := network.New(network.Options{Log: log})
+	defer nw.Close()
+
 	onliner, err := hotplug.New(hotplug.Options{
 		MemoryOnline:   cfg.MemoryOnline,
 		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
@@ -90,6 +94,7 @@ func run() int {
 	}
 	srv, err := server.New(server.Options{
 		Log:     log,
+		Network: nw,
 		Hotplug: onliner,
 		Metrics: metrics.New(metrics.Options{}),
 		AgentInfo: server.AgentInfo{
