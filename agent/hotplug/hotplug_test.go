@@ -557,3 +557,21 @@ func TestSweepCatchesDroppedMemoryUevents(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestRemovedCPUIsNotCounted(t *testing.T) {
+	fs := newFakeSysfs(t)
+	fs.cpu(0, "")
+	fs.cpu(1, "0")
+	fs.write("devices/system/cpu/online", "0\n")
+	o := newOnliner(t, fs, &fakeClock{}, func(o *Options) { o.OnlineCPUOnAdd = true; o.Timeout = 100 * time.Millisecond })
+	o.HandleUevent("add", "cpu", "/devices/system/cpu/cpu1")
+	// The host unplugs it again before asking for it.
+	o.HandleUevent("remove", "cpu", "/devices/system/cpu/cpu1")
+	if err := os.RemoveAll(filepath.Join(fs.root, "devices/system/cpu/cpu1")); err != nil {
+		t.Fatal(err)
+	}
+	err := o.OnlineCPUMem(context.Background(), 1, true)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "0 came online") {
+		t.Fatalf("got %v, want a deadline error counting 0 CPUs: the only hot-added CPU is gone", err)
+	}
+}
