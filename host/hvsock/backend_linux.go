@@ -23,6 +23,7 @@ type Backend struct {
 	closed  bool
 	serving bool
 	front   *net.UnixConn // the accepted front-end connection
+	mux     *mux
 	done    chan struct{} // closed when Close is called
 }
 
@@ -92,6 +93,9 @@ func (b *Backend) Serve(ctx context.Context) error {
 		guestCID: b.guestCID, udsPath: b.udsPath, bufAlloc: b.opts.bufAlloc, maxToGuest: b.opts.maxToGuest,
 		connectTimeout: b.opts.connectTimeout, dial: b.opts.dial, log: log,
 	})
+	b.mu.Lock()
+	b.mux = m
+	b.mu.Unlock()
 	hs := &hostSide{ln: b.hostLn, mux: m, timeout: b.opts.connectTimeout}
 	hs.start()
 	dev := newDevice(log, m)
@@ -178,4 +182,15 @@ func (b *Backend) Close() error {
 		_ = b.front.Close()
 	}
 	return errors.Join(errV, errH)
+}
+
+// numConnsForTest reports how many streams are open.
+func (b *Backend) numConnsForTest() int {
+	b.mu.Lock()
+	m := b.mux
+	b.mu.Unlock()
+	if m == nil {
+		return 0
+	}
+	return m.numConns()
 }
