@@ -27,7 +27,7 @@ func randBytes(t testing.TB, n int) []byte {
 
 // hostConnect dials the hybrid socket and completes the guest's side of the
 // handshake: it waits for REQUEST and answers RESPONSE from sock.
-func hostConnect(t *testing.T, g *simGuest, r *router, guestPort, bufAlloc uint32) (net.Conn, *simSock) {
+func hostConnect(t testing.TB, g *simGuest, r *router, guestPort, bufAlloc uint32) (net.Conn, *simSock) {
 	t.Helper()
 	type res struct {
 		c    net.Conn
@@ -92,7 +92,7 @@ func TestHandshakeAndCleanExit(t *testing.T) {
 
 // transfer moves n random bytes each way at once over an established stream
 // and compares checksums.
-func transfer(t *testing.T, hc net.Conn, s *simSock, n int) {
+func transfer(t testing.TB, hc net.Conn, s *simSock, n int) {
 	t.Helper()
 	toGuest := randBytes(t, n)
 	toHost := randBytes(t, n)

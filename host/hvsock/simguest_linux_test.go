@@ -34,18 +34,18 @@ const (
 )
 
 type simRing struct {
-	num                    int
-	descGPA, availGPA      uint64
-	usedGPA                uint64
-	desc, avail, used      []byte
-	availIdx, lastUsed     uint16
-	kick, call, err        *os.File // guest ends of the eventfds
-	callFD, kickFD, errFD  int      // fds handed to the backend
-	calls                  chan struct{}
+	num                   int
+	descGPA, availGPA     uint64
+	usedGPA               uint64
+	desc, avail, used     []byte
+	availIdx, lastUsed    uint16
+	kick, call, err       *os.File // guest ends of the eventfds
+	callFD, kickFD, errFD int      // fds handed to the backend
+	calls                 chan struct{}
 }
 
 type simGuest struct {
-	t     *testing.T
+	t     testing.TB
 	mem   []byte
 	memfd int
 	dir   string
@@ -110,7 +110,7 @@ func withSplitRx() simOpt { return func(g *simGuest) { g.rxSplit = true } }
 
 // newSimGuest starts a Backend in a temporary directory and returns the
 // simulated guest, not yet connected.
-func newSimGuest(t *testing.T, bopts []Option, opts ...simOpt) *simGuest {
+func newSimGuest(t testing.TB, bopts []Option, opts ...simOpt) *simGuest {
 	t.Helper()
 	dir := t.TempDir()
 	g := &simGuest{t: t, dir: dir, vhost: filepath.Join(dir, "vhost.sock"), uds: filepath.Join(dir, "vsock.sock"),
@@ -258,7 +258,7 @@ func state(idx, num uint32) []byte {
 	return b
 }
 
-func eventfd(t *testing.T) int {
+func eventfd(t testing.TB) int {
 	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +267,7 @@ func eventfd(t *testing.T) int {
 }
 
 // dupFile returns an *os.File on a duplicate of fd, owned by the poller.
-func dupFile(t *testing.T, fd int, name string) *os.File {
+func dupFile(t testing.TB, fd int, name string) *os.File {
 	d, err := unix.Dup(fd)
 	if err != nil {
 		t.Fatal(err)
@@ -471,6 +471,10 @@ func (g *simGuest) rxLoop() {
 		var heads []int
 		for k, id := range ids {
 			n := lens[k]
+			heads = append(heads, int(id))
+			if n == 0 {
+				continue // a buffer the backend rejected
+			}
 			var raw []byte
 			if g.rxSplit {
 				raw = append(raw, g.at(g.rxBufs[id], hdrLen)...)
@@ -480,7 +484,6 @@ func (g *simGuest) rxLoop() {
 			} else {
 				raw = append(raw, g.at(g.rxBufs[id], uint64(n))...)
 			}
-			heads = append(heads, int(id))
 			h, err := parseHeader(raw)
 			if err != nil {
 				g.t.Errorf("rx packet: %v", err)
@@ -614,4 +617,23 @@ func (g *simGuest) dialHost(port uint32) (net.Conn, string, error) {
 		return nil, "", err
 	}
 	return c, line, nil
+}
+
+// sendRaw takes a free tx descriptor pair, lets build write arbitrary
+// descriptors and avail entries, and kicks the device.
+func (g *simGuest) sendRaw(build func(r *simRing, i int)) {
+	g.txMu.Lock()
+	defer g.txMu.Unlock()
+	r := g.rings[txQueue]
+	ids, _ := r.reap()
+	for _, id := range ids {
+		g.txFree = append(g.txFree, int(id))
+	}
+	if len(g.txFree) == 0 {
+		g.t.Fatal("no free tx descriptors")
+	}
+	i := g.txFree[len(g.txFree)-1]
+	g.txFree = g.txFree[:len(g.txFree)-1]
+	build(r, i)
+	r.notify()
 }

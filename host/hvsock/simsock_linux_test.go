@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("HVSOCK_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -202,7 +202,7 @@ func (r *router) add(s *simSock) {
 	r.mu.Unlock()
 }
 
-func (r *router) expect(t *testing.T, what string, match func(simPkt) bool) simPkt {
+func (r *router) expect(t testing.TB, what string, match func(simPkt) bool) simPkt {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
