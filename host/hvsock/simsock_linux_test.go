@@ -47,7 +47,8 @@ type simSock struct {
 
 	mu           sync.Mutex
 	cond         *sync.Cond
-	in           []byte
+	in           []byte // received data not yet taken by the test
+	rcvd         uint32 // payload bytes received in total
 	fwdCnt       uint32
 	lastFwdSent  uint32
 	peerBufAlloc uint32
@@ -79,10 +80,11 @@ func (s *simSock) handle(p simPkt) {
 	var update bool
 	switch p.h.Op {
 	case opRW:
-		if unread := uint32(len(s.in)) - s.fwdCnt; unread+uint32(len(p.payload)) > s.bufAlloc {
+		if unread := s.rcvd - s.fwdCnt; unread+uint32(len(p.payload)) > s.bufAlloc {
 			s.g.t.Errorf("backend overran guest credit: %d unread + %d > %d", unread, len(p.payload), s.bufAlloc)
 		}
 		s.in = append(s.in, p.payload...)
+		s.rcvd += uint32(len(p.payload))
 		if !s.hold {
 			s.fwdCnt += uint32(len(p.payload))
 			update = s.fwdCnt-s.lastFwdSent >= s.bufAlloc/2
@@ -105,7 +107,7 @@ func (s *simSock) handle(p simPkt) {
 func (s *simSock) release() {
 	s.mu.Lock()
 	s.hold = false
-	s.fwdCnt = uint32(len(s.in))
+	s.fwdCnt = s.rcvd
 	s.mu.Unlock()
 	s.g.sendPkt(s.hdr(opCreditUpdate), nil)
 }
