@@ -519,3 +519,22 @@ func TestListenValidates(t *testing.T) {
 	}
 	_ = b.Close()
 }
+
+func TestResetOwnerDropsStreams(t *testing.T) {
+	g := newSimGuest(t, nil)
+	g.connect()
+	r := g.route()
+	hc, _ := hostConnect(t, g, r, 1024, 256<<10)
+	defer hc.Close()
+	g.mustCall(reqResetOwner, nil)
+	_ = hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := hc.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("host stream after RESET_OWNER: %v, want EOF", err)
+	}
+	// The device negotiates again from scratch.
+	g.send(reqGetFeatures, 0, nil)
+	g.recvReply(reqGetFeatures)
+	if st := g.call(reqSetVringNum, state(0, 64)); st != 0 {
+		t.Fatalf("SET_VRING_NUM after reset: status %d", st)
+	}
+}

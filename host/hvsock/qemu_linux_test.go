@@ -159,8 +159,14 @@ func TestQEMUGuest(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after QEMU exited")
 	}
-	if log, _ := os.ReadFile(console); bytes.Contains(log, []byte("FAIL")) {
+	log, _ := os.ReadFile(console)
+	if bytes.Contains(log, []byte("FAIL")) {
 		t.Fatalf("guest reported a failure:\n%s", log)
+	}
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "qemuguest:") {
+			t.Log(strings.TrimSpace(line))
+		}
 	}
 }
 

@@ -37,6 +37,9 @@ func run(args []string) error {
 	timeout := fs.Duration("connect-timeout", 10*time.Second, "how long a connection waits to be accepted")
 	verbose := fs.Bool("v", false, "log every vhost-user request and stream event")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if *socket == "" || *uds == "" || fs.NArg() != 0 {
@@ -49,13 +52,15 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	// Catch signals before the sockets exist, so that whoever waits for the
+	// socket to appear can already stop us cleanly.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	b, err := hvsock.Listen(*socket, *uds, *cid, hvsock.WithLogger(log), hvsock.WithConnectTimeout(*timeout))
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	log.Info("hvsock listening", "socket", *socket, "uds", *uds, "guest_cid", *cid)
 	err = b.Serve(ctx)
 	if errors.Is(err, context.Canceled) {
