@@ -9,6 +9,11 @@ import (
 // covers (or a range that crosses a region's end).
 var ErrBadAddress = errors.New("address outside guest memory")
 
+// regionDesc is one entry of a SET_MEM_TABLE message.
+type regionDesc struct {
+	GPA, Size, UVA, MmapOffset uint64
+}
+
 // region is one guest memory region shared by the front-end.
 type region struct {
 	gpa     uint64 // guest physical address of data[0]

@@ -7,11 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// regionDesc is one entry of a SET_MEM_TABLE message.
-type regionDesc struct {
-	GPA, Size, UVA, MmapOffset uint64
-}
-
 // mapRegions maps each region's file descriptor shared and read-write. It
 // closes every fd, whether or not mapping succeeds.
 func mapRegions(descs []regionDesc, fds []int) (_ *memTable, err error) {

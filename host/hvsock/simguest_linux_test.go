@@ -68,7 +68,10 @@ type simGuest struct {
 	rxSplit bool // post rx buffers as header + payload descriptors
 
 	cleanOnce sync.Once
+	stopped   bool // under txMu: guest memory is about to go away
 }
+
+var errGuestStopped = errors.New("simulated guest stopped")
 
 type simPkt struct {
 	h       header
@@ -173,6 +176,9 @@ func (g *simGuest) stopGuest() {
 	default:
 	}
 	close(g.stopRx)
+	g.txMu.Lock()
+	g.stopped = true
+	g.txMu.Unlock()
 	for _, r := range g.rings {
 		if r != nil {
 			_ = r.call.Close()
@@ -506,8 +512,8 @@ func (g *simGuest) rxLoop() {
 // sendPkt transmits one packet (header and payload in two descriptors).
 func (g *simGuest) sendPkt(h header, payload []byte) {
 	g.t.Helper()
-	if err := g.trySendPkt(h, payload); err != nil {
-		g.t.Fatal(err)
+	if err := g.trySendPkt(h, payload); err != nil && !errors.Is(err, errGuestStopped) {
+		g.t.Error(err)
 	}
 }
 
@@ -517,6 +523,9 @@ func (g *simGuest) trySendPkt(h header, payload []byte) error {
 	g.txMu.Lock()
 	defer g.txMu.Unlock()
 	for {
+		if g.stopped {
+			return errGuestStopped
+		}
 		ids, _ := r.reap()
 		for _, id := range ids {
 			g.txFree = append(g.txFree, int(id))
@@ -531,7 +540,7 @@ func (g *simGuest) trySendPkt(h header, payload []byte) error {
 		case <-r.calls:
 		case <-time.After(10 * time.Millisecond):
 		case <-g.stopRx:
-			return errors.New("guest stopped")
+			return errGuestStopped
 		}
 	}
 	i := g.txFree[len(g.txFree)-1]
@@ -624,6 +633,9 @@ func (g *simGuest) dialHost(port uint32) (net.Conn, string, error) {
 func (g *simGuest) sendRaw(build func(r *simRing, i int)) {
 	g.txMu.Lock()
 	defer g.txMu.Unlock()
+	if g.stopped {
+		g.t.Fatal("guest stopped")
+	}
 	r := g.rings[txQueue]
 	ids, _ := r.reap()
 	for _, id := range ids {

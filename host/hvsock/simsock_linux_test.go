@@ -103,10 +103,9 @@ func (s *simSock) handle(p simPkt) {
 	}
 }
 
-// release consumes everything held and returns the credit.
+// release consumes everything held so far and returns the credit.
 func (s *simSock) release() {
 	s.mu.Lock()
-	s.hold = false
 	s.fwdCnt = s.rcvd
 	s.mu.Unlock()
 	s.g.sendPkt(s.hdr(opCreditUpdate), nil)
