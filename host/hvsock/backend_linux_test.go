@@ -538,3 +538,65 @@ func TestResetOwnerDropsStreams(t *testing.T) {
 		t.Fatalf("SET_VRING_NUM after reset: status %d", st)
 	}
 }
+
+func TestGuestShutdownReceive(t *testing.T) {
+	g := newSimGuest(t, nil)
+	g.connect()
+	r := g.route()
+	hc, s := hostConnect(t, g, r, 1024, 256<<10)
+	defer hc.Close()
+	h := s.hdr(opShutdown)
+	h.Flags = shutdownRcv
+	g.sendPkt(h, nil)
+	time.Sleep(50 * time.Millisecond)
+	if _, err := hc.Write(randBytes(t, 10000)); err != nil {
+		t.Fatal(err)
+	}
+	// The guest still sends; the host still receives.
+	s.write([]byte("still here"))
+	buf := make([]byte, 10)
+	_ = hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(hc, buf); err != nil || string(buf) != "still here" {
+		t.Fatalf("host read %q, %v", buf, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ops[opRW] != 0 || len(s.in) != 0 {
+		t.Fatalf("guest that shut down receiving got %d RW packets", s.ops[opRW])
+	}
+}
+
+func TestGuestProtocolViolationsReset(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		send func(g *simGuest, s *simSock)
+	}{
+		{"data after SHUTDOWN(send)", func(g *simGuest, s *simSock) {
+			h := s.hdr(opShutdown)
+			h.Flags = shutdownSend
+			g.sendPkt(h, nil)
+			g.sendPkt(s.hdr(opRW), []byte("late"))
+		}},
+		{"REQUEST on an open stream", func(g *simGuest, s *simSock) { g.sendPkt(s.hdr(opRequest), nil) }},
+		{"RESPONSE on an open stream", func(g *simGuest, s *simSock) { g.sendPkt(s.hdr(opResponse), nil) }},
+		{"unknown op", func(g *simGuest, s *simSock) { g.sendPkt(s.hdr(42), nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newSimGuest(t, nil)
+			g.connect()
+			r := g.route()
+			hc, s := hostConnect(t, g, r, 1024, 256<<10)
+			defer hc.Close()
+			tc.send(g, s)
+			s.waitFor("RST", 5*time.Second, func() bool { return s.rst })
+			_ = hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadAll(hc); err != nil {
+				t.Fatalf("host stream not closed cleanly: %v", err)
+			}
+			if n := g.b.numConnsForTest(); n != 0 {
+				t.Fatalf("%d streams left", n)
+			}
+		})
+	}
+}

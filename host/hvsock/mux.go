@@ -482,7 +482,7 @@ func (m *mux) close() {
 	m.wg.Wait()
 }
 
-// stats is a snapshot for tests and logs.
+// numConns reports how many streams are open.
 func (m *mux) numConns() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
