@@ -116,7 +116,7 @@ func (c *conn) emit(m *mux, dst []byte) int {
 		c.txCnt += uint32(k)
 		n += k
 		c.cond.Broadcast() // the host reader may wait for room
-	case c.wantsData() && !c.creditRequested:
+	case c.wantsData() && c.credit() == 0 && !c.creditRequested:
 		h.Op, c.creditRequested = opCreditRequest, true
 	case c.shutdownDue():
 		h.Op, h.Flags, c.shutdownSent = opShutdown, shutdownSend, true

@@ -81,7 +81,7 @@ func (m *mux) markReady(c *conn) {
 
 func (m *mux) queueRST(h header) {
 	if len(m.rsts) >= maxQueuedRST {
-		m.log.Warn("vsock: too many pending resets, dropping one", "src_port", h.SrcPort, "dst_port", h.DstPort)
+		m.log.Debug("vsock: too many pending resets, dropping one", "src_port", h.SrcPort, "dst_port", h.DstPort)
 		return
 	}
 	m.rsts = append(m.rsts, h)
