@@ -14,6 +14,7 @@ import (
 
 const (
 	maxQueuedRST   = 1024      // RSTs owed for unknown streams; more are dropped
+	maxStreams     = 4096      // open streams; more are refused
 	firstLocalPort = 1 << 30   // host ports handed to host-initiated streams
 	hostReadChunk  = 32 * 1024 // one read from a host connection
 )
@@ -211,6 +212,11 @@ func (m *mux) handleGuest(h header, payload []byte) {
 	if c == nil {
 		switch h.Op {
 		case opRequest:
+			if len(m.conns) >= maxStreams {
+				m.log.Debug("vsock: too many streams, refusing guest connection", "stream", key)
+				m.replyRST(h)
+				return
+			}
 			m.acceptGuest(key, h)
 		case opRst:
 		default:
@@ -327,6 +333,9 @@ func (m *mux) connectHost(nc net.Conn, port uint32) error {
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrClosed
+	}
+	if len(m.conns) >= maxStreams {
+		return fmt.Errorf("connect to guest port %d: %d streams open", port, len(m.conns))
 	}
 	var key connKey
 	for tries := 0; ; tries++ {

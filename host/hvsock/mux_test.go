@@ -128,3 +128,35 @@ func TestMuxIgnoresForeignAddresses(t *testing.T) {
 		t.Fatal("packets with foreign addresses or bad lengths were acted on")
 	}
 }
+
+func TestMuxLimitsStreams(t *testing.T) {
+	m := newMux(muxConfig{
+		guestCID: 3, udsPath: "/nonexistent", bufAlloc: 4096, maxToGuest: 4096, connectTimeout: 5 * time.Second,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Never answers, so every stream stays in the dialing state.
+		dial: func(ctx context.Context, path string) (net.Conn, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	})
+	defer m.close()
+	for i := 0; i < maxStreams+10; i++ {
+		m.handleGuest(header{SrcCID: 3, DstCID: HostCID, SrcPort: uint32(i), DstPort: 80, Type: typeStream, Op: opRequest}, nil)
+	}
+	if n := m.numConns(); n != maxStreams {
+		t.Fatalf("%d streams open, want the limit %d", n, maxStreams)
+	}
+	rsts := 0
+	for {
+		h, _, ok := next(t, m, hdrLen)
+		if !ok {
+			break
+		}
+		if h.Op == opRst {
+			rsts++
+		}
+	}
+	if rsts != 10 {
+		t.Fatalf("%d refusals, want 10", rsts)
+	}
+}
