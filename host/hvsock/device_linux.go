@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -163,9 +164,32 @@ func (d *device) reconcile() {
 	d.stopRun = cancel
 	d.running = true
 	d.runWG.Add(2)
-	go func() { defer d.runWG.Done(); d.txLoop(ctx) }()
-	go func() { defer d.runWG.Done(); d.rxLoop(ctx) }()
+	go func() { defer d.runWG.Done(); d.guarded(ctx, txQueue, d.txLoop) }()
+	go func() { defer d.runWG.Done(); d.guarded(ctx, rxQueue, d.rxLoop) }()
 	d.log.Debug("vsock: queues running")
+}
+
+// guarded runs a queue processor with memory faults turned into panics: if
+// the front-end shrinks a shared memory file under us, touching the mapping
+// raises SIGBUS, which would otherwise kill the process. The queue goes down
+// and the error is reported like a guest error.
+func (d *device) guarded(ctx context.Context, q int, loop func(context.Context)) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		// Faults on a mapped address carry it; anything else is a bug.
+		fault, ok := r.(interface{ Addr() uintptr })
+		if !ok {
+			panic(r)
+		}
+		d.ringDown[q] = true
+		d.guestError(q, fmt.Errorf("%w: queue %d: fault at %#x in guest memory", ErrBadAddress, q, fault.Addr()))
+		<-ctx.Done()
+	}()
+	debug.SetPanicOnFault(true)
+	loop(ctx)
 }
 
 // shutdown stops everything and releases every resource of the device.

@@ -329,3 +329,41 @@ func TestVringReconfigureWhileRunning(t *testing.T) {
 		t.Fatal("host stream survived the device stop")
 	}
 }
+
+func TestShrunkMemoryFileDoesNotCrash(t *testing.T) {
+	g := newSimGuest(t, nil)
+	g.connect()
+	// Stop the simulated guest's own accesses, then pull the pages away
+	// from under the backend's mapping and kick it.
+	g.stopGuest()
+	if err := unix.Ftruncate(g.memfd, 0); err != nil {
+		t.Fatal(err)
+	}
+	var one [8]byte
+	one[0] = 1
+	if _, err := unix.Write(g.rings[txQueue].kickFD, one[:]); err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	fd := g.rings[txQueue].errFD
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := unix.Read(fd, b[:]); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("error eventfd not signaled after a memory fault")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = g.front.Close()
+	select {
+	case err := <-g.serve:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		g.serve <- nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
