@@ -5,7 +5,10 @@ go 1.26.0
 require (
 	github.com/containerd/errdefs v1.0.0
 	github.com/containerd/ttrpc v1.2.10
+	github.com/cyphar/filepath-securejoin v0.7.0
 	github.com/mdlayher/vsock v1.4.0
+	github.com/moby/sys/mountinfo v0.7.3
+	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/prometheus/common v0.74.0
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5

@@ -21,7 +21,7 @@ import (
 )
 
 // startAgent serves opts on a unix socket and returns a client for it.
-func startAgent(t *testing.T, opts Options) pb.AgentServiceService {
+func startHotplugAgent(t *testing.T, opts Options) pb.AgentServiceService {
 	t.Helper()
 	s, err := New(opts)
 	if err != nil {
@@ -50,7 +50,7 @@ func startAgent(t *testing.T, opts Options) pb.AgentServiceService {
 	return pb.NewAgentServiceClient(c)
 }
 
-func writeTree(t *testing.T, root string, files map[string]string) {
+func writeHotplugTree(t *testing.T, root string, files map[string]string) {
 	t.Helper()
 	for rel, content := range files {
 		p := filepath.Join(root, rel)
@@ -63,7 +63,7 @@ func writeTree(t *testing.T, root string, files map[string]string) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+func readHotplugFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -81,7 +81,7 @@ func newTestOnliner(t *testing.T, sysfs string) *hotplug.Onliner {
 	return o
 }
 
-func wantCode(t *testing.T, err error, code codes.Code, substr string) {
+func wantHotplugCode(t *testing.T, err error, code codes.Code, substr string) {
 	t.Helper()
 	st, ok := status.FromError(err)
 	if !ok || st.Code() != code || !strings.Contains(st.Message(), substr) {
@@ -91,26 +91,26 @@ func wantCode(t *testing.T, err error, code codes.Code, substr string) {
 
 func TestOnlineCPUMemHandler(t *testing.T) {
 	sysfs := t.TempDir()
-	writeTree(t, sysfs, map[string]string{
+	writeHotplugTree(t, sysfs, map[string]string{
 		"devices/system/memory/block_size_bytes": "8000000\n",
 		"devices/system/memory/memory0/state":    "online\n",
 		"devices/system/memory/memory32/state":   "offline\n",
 		"devices/system/cpu/cpu0/online":         "1\n",
 		"devices/system/cpu/online":              "0\n",
 	})
-	c := startAgent(t, Options{Hotplug: newTestOnliner(t, sysfs)})
+	c := startHotplugAgent(t, Options{Hotplug: newTestOnliner(t, sysfs)})
 	ctx := context.Background()
 
 	if _, err := c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{Wait: false}); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(sysfs, "devices/system/memory/memory32/state")); got != "online" {
+	if got := readHotplugFile(t, filepath.Join(sysfs, "devices/system/memory/memory32/state")); got != "online" {
 		t.Errorf("memory32 state = %q", got)
 	}
 	// No CPU ever shows up: bounded wait, then DeadlineExceeded.
 	start := time.Now()
 	_, err := c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{NbCpus: 1, CpuOnly: true})
-	wantCode(t, err, codes.DeadlineExceeded, "nb_cpus=1")
+	wantHotplugCode(t, err, codes.DeadlineExceeded, "nb_cpus=1")
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %s", d)
 	}
@@ -125,37 +125,37 @@ func TestOnlineCPUMemHandler(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{})
-		wantCode(t, err, codes.Internal, "memory block memory33")
+		wantHotplugCode(t, err, codes.Internal, "memory block memory33")
 	}
 }
 
 func TestMemHotplugByProbeHandler(t *testing.T) {
 	sysfs := t.TempDir()
-	writeTree(t, sysfs, map[string]string{"devices/system/memory/block_size_bytes": "8000000\n"})
-	c := startAgent(t, Options{Hotplug: newTestOnliner(t, sysfs)})
+	writeHotplugTree(t, sysfs, map[string]string{"devices/system/memory/block_size_bytes": "8000000\n"})
+	c := startHotplugAgent(t, Options{Hotplug: newTestOnliner(t, sysfs)})
 	ctx := context.Background()
 
 	_, err := c.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: []uint64{0x100000000}})
-	wantCode(t, err, codes.InvalidArgument, "probe interface")
+	wantHotplugCode(t, err, codes.InvalidArgument, "probe interface")
 
-	writeTree(t, sysfs, map[string]string{"devices/system/memory/probe": ""})
+	writeHotplugTree(t, sysfs, map[string]string{"devices/system/memory/probe": ""})
 	_, err = c.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: []uint64{0x100001000}})
-	wantCode(t, err, codes.InvalidArgument, "0x100001000 is not aligned")
+	wantHotplugCode(t, err, codes.InvalidArgument, "0x100001000 is not aligned")
 
 	_, err = c.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: make([]uint64, maxProbeAddrs+1)})
-	wantCode(t, err, codes.InvalidArgument, "memHotplugProbeAddr")
+	wantHotplugCode(t, err, codes.InvalidArgument, "memHotplugProbeAddr")
 
 	if _, err := c.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: []uint64{0x100000000}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(sysfs, "devices/system/memory/probe")); got != "0x100000000" {
+	if got := readHotplugFile(t, filepath.Join(sysfs, "devices/system/memory/probe")); got != "0x100000000" {
 		t.Errorf("probe got %q", got)
 	}
 }
 
 func TestGetGuestDetailsHandler(t *testing.T) {
 	sysfs := t.TempDir()
-	writeTree(t, sysfs, map[string]string{
+	writeHotplugTree(t, sysfs, map[string]string{
 		"devices/system/memory/block_size_bytes": "8000000\n",
 		"devices/system/memory/probe":            "",
 	})
@@ -166,7 +166,7 @@ func TestGetGuestDetailsHandler(t *testing.T) {
 		SupportsSeccomp: true,
 		FIPS:            true,
 	}
-	c := startAgent(t, Options{Hotplug: newTestOnliner(t, sysfs), AgentInfo: info})
+	c := startHotplugAgent(t, Options{Hotplug: newTestOnliner(t, sysfs), AgentInfo: info})
 	resp, err := c.GetGuestDetails(context.Background(), &pb.GuestDetailsRequest{MemBlockSize: true, MemHotplugProbe: true})
 	if err != nil {
 		t.Fatal(err)
@@ -189,34 +189,34 @@ func TestGetGuestDetailsHandler(t *testing.T) {
 }
 
 func TestHotplugHandlersUnconfigured(t *testing.T) {
-	c := startAgent(t, Options{AgentInfo: AgentInfo{Version: "9.9.9"}})
+	c := startHotplugAgent(t, Options{AgentInfo: AgentInfo{Version: "9.9.9"}})
 	ctx := context.Background()
 	_, err := c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{})
-	wantCode(t, err, codes.Unimplemented, "OnlineCPUMem")
+	wantHotplugCode(t, err, codes.Unimplemented, "OnlineCPUMem")
 	_, err = c.GetMetrics(ctx, &pb.GetMetricsRequest{})
-	wantCode(t, err, codes.Unimplemented, "GetMetrics")
+	wantHotplugCode(t, err, codes.Unimplemented, "GetMetrics")
 	resp, err := c.GetGuestDetails(ctx, &pb.GuestDetailsRequest{})
 	if err != nil || resp.GetAgentDetails().GetVersion() != "9.9.9" || len(resp.GetAgentDetails().GetExtraFeatures()) != 0 {
 		t.Errorf("GetGuestDetails without hot-plug: %v, %v", resp, err)
 	}
 }
 
-type oneContainer struct{}
+type oneHotplugContainer struct{}
 
-func (oneContainer) CgroupPaths() map[string]string { return map[string]string{"c1": "/kata/c1"} }
+func (oneHotplugContainer) CgroupPaths() map[string]string { return map[string]string{"c1": "/kata/c1"} }
 
 func TestGetMetricsHandler(t *testing.T) {
 	proc, cg := t.TempDir(), t.TempDir()
-	writeTree(t, proc, map[string]string{
+	writeHotplugTree(t, proc, map[string]string{
 		"self/status": "VmRSS:\t    7168 kB\nRssAnon:\t    1024 kB\nThreads:\t4\n",
 		"self/fd/0":   "",
 		"meminfo":     "MemTotal:         524288 kB\n",
 		"stat":        "cpu  100 0 0 0 0 0 0 0 0 0\n",
 		"loadavg":     "0.00 0.00 0.00 1/50 99\n",
 	})
-	writeTree(t, cg, map[string]string{"kata/c1/memory.current": "4096\n"})
-	m := metrics.New(metrics.Options{ProcRoot: proc, CgroupRoot: cg, Containers: oneContainer{}})
-	c := startAgent(t, Options{Metrics: m})
+	writeHotplugTree(t, cg, map[string]string{"kata/c1/memory.current": "4096\n"})
+	m := metrics.New(metrics.Options{ProcRoot: proc, CgroupRoot: cg, Containers: oneHotplugContainer{}})
+	c := startHotplugAgent(t, Options{Metrics: m})
 	resp, err := c.GetMetrics(context.Background(), &pb.GetMetricsRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ func TestGetMetricsHandler(t *testing.T) {
 	}
 
 	// An unreadable procfs leaves those sections out; the scrape still answers.
-	c = startAgent(t, Options{Metrics: metrics.New(metrics.Options{ProcRoot: filepath.Join(proc, "nope"), Goroutines: func() int { return 1 }})})
+	c = startHotplugAgent(t, Options{Metrics: metrics.New(metrics.Options{ProcRoot: filepath.Join(proc, "nope"), Goroutines: func() int { return 1 }})})
 	resp, err = c.GetMetrics(context.Background(), &pb.GetMetricsRequest{})
 	if err != nil {
 		t.Fatalf("partial metrics failed: %v", err)

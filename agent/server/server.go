@@ -23,6 +23,7 @@ type fallback struct{ unimplemented }
 type agentService struct {
 	fallback
 	*hotplugHandlers
+	*storageHandlers
 	*networkHandlers
 }
 
@@ -40,6 +41,17 @@ type Options struct {
 	Metrics *metrics.Collector
 	// AgentInfo is reported by GetGuestDetails.
 	AgentInfo AgentInfo
+
+	// Storage serves UpdateEphemeralMounts (a *storage.Manager).
+	Storage EphemeralUpdater
+	// CopyFileRoot confines CopyFile; defaults to
+	// /run/kata-containers/shared/containers.
+	CopyFileRoot string
+	// SetTime and ReseedRandom default to the initsys system calls; tests
+	// replace them.
+	SetTime      func(sec, usec int64) error
+	ReseedRandom func(data []byte) error
+
 	// Network configures interfaces, routes, neighbours and iptables
 	// (agent/network.Manager). Nil leaves those methods Unimplemented.
 	Network Network
@@ -64,6 +76,7 @@ func New(opts Options) (*Server, error) {
 	}
 	svc := &agentService{
 		hotplugHandlers: newHotplugHandlers(opts, log),
+		storageHandlers: newStorageHandlers(opts),
 		networkHandlers: &networkHandlers{net: opts.Network},
 	}
 	pb.RegisterAgentServiceService(ts, svc)

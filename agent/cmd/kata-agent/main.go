@@ -14,12 +14,16 @@ import (
 	"github.com/mdlayher/vsock"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
+	"github.com/sandbox-guest/sandbox-guest/agent/device"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
 	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
+	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
 	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/agent/storage"
+	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
 
@@ -29,6 +33,12 @@ func main() {
 
 func run() int {
 	isInit := os.Getpid() == 1
+	if isInit {
+		// The command line is in /proc, which PID 1 has to mount first.
+		if err := initsys.MountKernelFilesystems(nil); err != nil {
+			fmt.Fprintln(os.Stderr, "kata-agent:", err)
+		}
+	}
 
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	cfg, cfgErrs := config.Parse(string(cmdline))
@@ -39,6 +49,12 @@ func run() int {
 	slog.SetDefault(log)
 	for _, err := range cfgErrs {
 		log.Warn("configuration", "error", err)
+	}
+
+	// As PID 1 on its first start this moves to a root that allows
+	// pivot_root and re-executes the agent: it does not return then.
+	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log}); err != nil {
+		log.Error("system setup", "error", err)
 	}
 
 	fipsStatus, err := fips.Read("/proc")
@@ -71,6 +87,13 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
+	// Devices are waited for through uevents; the listener opens its
+	// socket on first use.
+	uevents := uevent.NewListener(nil, log)
+	storages := storage.New(storage.Config{
+		Devices: &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout},
+		Log:     log,
+	})
 	nw := network.New(network.Options{Log: log})
 	defer nw.Close()
 
@@ -85,22 +108,21 @@ func run() int {
 		return 1
 	}
 	if isInit {
-		// Onlines what was hot-plugged before uevents were listened to (the
-		// uevent subscription for the onliner belongs just before this). Not
-		// on a development host: the host's memory is not ours to online.
-		if err := onliner.OnlineAllOffline(); err != nil {
-			log.Warn("online hot-plugged CPUs and memory at start-up", "error", err)
-		}
+		// Not on a development host: the host's CPUs and memory are not ours.
+		defer followHotplug(uevents, onliner, log)()
 	}
 	srv, err := server.New(server.Options{
 		Log:     log,
+		Storage: storages,
 		Network: nw,
 		Hotplug: onliner,
 		Metrics: metrics.New(metrics.Options{}),
 		AgentInfo: server.AgentInfo{
-			Version:    version.Version,
-			InitDaemon: isInit,
-			FIPS:       fipsStatus.Agent,
+			Version:         version.Version,
+			InitDaemon:      isInit,
+			DeviceHandlers:  device.Types(),
+			StorageHandlers: storage.Drivers(),
+			FIPS:            fipsStatus.Agent,
 		},
 	})
 	if err != nil {
@@ -119,12 +141,24 @@ func run() int {
 		}()
 	}
 
+	if err := initsys.StartDebugConsole(ctx, initsys.ConsoleOptions{
+		Enabled: cfg.DebugConsole, Port: cfg.DebugConsolePort, Log: log,
+	}); err != nil {
+		log.Warn("debug console", "error", err)
+	}
+
 	log.Info("serving", "addr", cfg.ServerAddr)
 	if err := srv.Serve(ctx, l); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}
 	log.Info("server stopped")
+	if isInit {
+		// Sync, unmount and power off; returns only if that failed.
+		if err := initsys.Shutdown(initsys.Options{IsInit: true, Log: log}); err != nil {
+			log.Error("shutdown", "error", err)
+		}
+	}
 	return 0
 }
 
@@ -149,4 +183,24 @@ func serveLogPort(ctx context.Context, port uint32, sw *logging.Switch) error {
 		}
 	}()
 	return nil
+}
+
+// followHotplug onlines memory (and CPUs when configured) as soon as the
+// kernel announces them, so hot-plugged memory is usable before the
+// runtime's OnlineCPUMem arrives; then it onlines what was added before the
+// subscription. The returned function stops following.
+func followHotplug(uevents *uevent.Listener, o *hotplug.Onliner, log *slog.Logger) (stop func()) {
+	if err := uevents.Start(); err != nil {
+		log.Warn("uevents unavailable; hot-plugged memory waits for OnlineCPUMem", "error", err)
+	}
+	events, cancel := uevents.Subscribe(func(e uevent.Event) bool { return o.WantsUevent(e.Action, e.Subsystem) })
+	go func() {
+		for e := range events {
+			o.HandleUevent(e.Action, e.Subsystem, e.DevPath)
+		}
+	}()
+	if err := o.OnlineAllOffline(); err != nil {
+		log.Warn("online hot-plugged CPUs and memory at start-up", "error", err)
+	}
+	return cancel
 }
