@@ -203,7 +203,9 @@ func TestHotplugHandlersUnconfigured(t *testing.T) {
 
 type oneHotplugContainer struct{}
 
-func (oneHotplugContainer) CgroupPaths() map[string]string { return map[string]string{"c1": "/kata/c1"} }
+func (oneHotplugContainer) CgroupPaths() map[string]string {
+	return map[string]string{"c1": "/kata/c1"}
+}
 
 func TestGetMetricsHandler(t *testing.T) {
 	proc, cg := t.TempDir(), t.TempDir()
