@@ -122,6 +122,7 @@ func run() int {
 			InitDaemon:      isInit,
 			DeviceHandlers:  device.Types(),
 			StorageHandlers: storage.Drivers(),
+			SupportsSeccomp: seccompSupported,
 			FIPS:            fipsStatus.Agent,
 		},
 	})
