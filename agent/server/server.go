@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
+	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
@@ -22,6 +24,7 @@ type fallback struct{ unimplemented }
 type agentService struct {
 	fallback
 	*containerHandlers
+	*hotplugHandlers
 	*storageHandlers
 	*networkHandlers
 }
@@ -39,6 +42,14 @@ type Options struct {
 	// DestroySandbox; as PID 1, main shuts the server down (so the reply
 	// is sent first), syncs and powers off.
 	AfterDestroySandbox func()
+
+	// Hotplug onlines CPUs and memory and reports memory hot-plug details;
+	// nil answers OnlineCPUMem and MemHotplugByProbe NotImplemented.
+	Hotplug *hotplug.Onliner
+	// Metrics gathers GetMetrics; nil answers it NotImplemented.
+	Metrics *metrics.Collector
+	// AgentInfo is reported by GetGuestDetails.
+	AgentInfo AgentInfo
 
 	// Storage serves UpdateEphemeralMounts (a *storage.Manager).
 	Storage EphemeralUpdater
@@ -74,6 +85,7 @@ func New(opts Options) (*Server, error) {
 	}
 	svc := &agentService{
 		containerHandlers: newContainerHandlers(opts),
+		hotplugHandlers:   newHotplugHandlers(opts, log),
 		storageHandlers:   newStorageHandlers(opts),
 		networkHandlers:   &networkHandlers{net: opts.Network},
 	}
