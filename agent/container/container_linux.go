@@ -55,6 +55,8 @@ type Container struct {
 	init   *Process
 	oom    *oomWatcher
 
+	cgroupPaths map[string]string // by controller; "" is the unified one
+
 	mu      sync.Mutex
 	started bool
 	removed bool
@@ -116,8 +118,13 @@ func Create(opts Options) (_ *Container, retErr error) {
 		return nil, err
 	}
 	c.init = p
+	// Recorded once: State takes libcontainer's lock, which a stuck
+	// freezer operation can hold.
+	if st, err := lc.State(); err == nil {
+		c.cgroupPaths = st.CgroupPaths
+	}
 	if opts.OnOOM != nil {
-		c.oom = watchOOM(lc, func() { opts.OnOOM(opts.ID) }, log)
+		c.oom = watchOOM(opts.ID, c.cgroupPaths, func() { opts.OnOOM(opts.ID) }, log)
 	}
 	return c, nil
 }
@@ -504,11 +511,11 @@ func (c *Container) Started() bool {
 // CgroupPaths returns the container's cgroup directories by controller
 // ("" for the unified hierarchy).
 func (c *Container) CgroupPaths() map[string]string {
-	st, err := c.lc.State()
-	if err != nil {
-		return nil
+	out := make(map[string]string, len(c.cgroupPaths))
+	for k, v := range c.cgroupPaths {
+		out[k] = v
 	}
-	return st.CgroupPaths
+	return out
 }
 
 // newLibcontainerProcess translates a runtime-spec process.

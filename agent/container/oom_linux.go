@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,20 +26,16 @@ type oomWatcher struct {
 	flush func()
 }
 
-func watchOOM(lc *libcontainer.Container, notify func(), log *slog.Logger) *oomWatcher {
-	st, err := lc.State()
-	if err != nil {
-		log.Warn("no OOM notifications: container state", "container", lc.ID(), "error", err)
-		return nil
-	}
+func watchOOM(id string, paths map[string]string, notify func(), log *slog.Logger) *oomWatcher {
 	var w *oomWatcher
+	var err error
 	if cgroups.IsCgroup2UnifiedMode() {
-		w, err = watchOOMv2(st.CgroupPaths[""], notify)
+		w, err = watchOOMv2(paths[""], notify)
 	} else {
-		w, err = watchOOMv1(st.CgroupPaths["memory"], notify)
+		w, err = watchOOMv1(paths["memory"], notify)
 	}
 	if err != nil {
-		log.Warn("no OOM notifications", "container", lc.ID(), "error", err)
+		log.Warn("no OOM notifications", "container", id, "error", err)
 		return nil
 	}
 	return w

@@ -410,6 +410,32 @@ func writeBundle(dir string, spec *specs.Spec) error {
 	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 }
 
+// CgroupPaths maps each container id to its cgroup v2 path relative to
+// the cgroup mount (e.g. "/kata-agent/abc"), for the metrics collector.
+// Containers without a unified cgroup (v1) are left out.
+func (s *Sandbox) CgroupPaths() map[string]string {
+	s.mu.Lock()
+	cs := make([]*container.Container, 0, len(s.containers))
+	for _, c := range s.containers {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	s.mu.Unlock()
+	out := make(map[string]string, len(cs))
+	for _, c := range cs {
+		if p := c.CgroupPaths()[""]; p != "" {
+			if rel, ok := strings.CutPrefix(p, cgroupMount); ok && strings.HasPrefix(rel, "/") {
+				out[c.ID()] = rel
+			}
+		}
+	}
+	return out
+}
+
+// cgroupMount is where libcontainer expects the unified hierarchy.
+const cgroupMount = "/sys/fs/cgroup"
+
 // Container returns a created container.
 func (s *Sandbox) Container(id string) (*container.Container, error) {
 	if err := container.ValidateID("container", id); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -440,6 +441,16 @@ func TestStatsAndListProcesses(t *testing.T) {
 	}
 	if u := r.GetCgroupStats().GetMemoryStats().GetUsage().GetUsage(); u == 0 {
 		t.Fatalf("memory usage is zero: %v", r)
+	}
+	// The metrics collector's view: v2 paths relative to the mount; v1
+	// hierarchies are not reported.
+	paths := a.sb.CgroupPaths()
+	if cgroups.IsCgroup2UnifiedMode() {
+		if p := paths["st"]; !strings.HasSuffix(p, "/"+a.group+"/st") || !strings.HasPrefix(p, "/") {
+			t.Fatalf("cgroup path %q, want /.../%s/st", p, a.group)
+		}
+	} else if len(paths) != 0 {
+		t.Fatalf("cgroup v1 host reported v2 paths: %v", paths)
 	}
 	a.exec("st", "marker", false, "/bin/sleep", "4242")
 	c, err := a.sb.Container("st")

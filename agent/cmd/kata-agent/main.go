@@ -135,7 +135,7 @@ func run() int {
 		Storage: storages,
 		Network: nw,
 		Hotplug: onliner,
-		Metrics: metrics.New(metrics.Options{}),
+		Metrics: metrics.New(metrics.Options{Containers: sb}),
 		AgentInfo: server.AgentInfo{
 			Version:         version.Version,
 			InitDaemon:      isInit,
