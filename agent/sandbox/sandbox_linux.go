@@ -17,6 +17,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -414,6 +415,9 @@ func writeBundle(dir string, spec *specs.Spec) error {
 // the cgroup mount (e.g. "/kata-agent/abc"), for the metrics collector.
 // Containers without a unified cgroup (v1) are left out.
 func (s *Sandbox) CgroupPaths() map[string]string {
+	if !cgroups.IsCgroup2UnifiedMode() {
+		return map[string]string{} // v1 or hybrid: no unified container cgroups
+	}
 	s.mu.Lock()
 	cs := make([]*container.Container, 0, len(s.containers))
 	for _, c := range s.containers {
