@@ -1002,3 +1002,68 @@ func fdTargets() []string {
 	}
 	return out
 }
+
+// TestParallelLifecycles: lifecycles on one connection at once, each with
+// its own output, exit code and exec, and nothing left behind.
+func TestParallelLifecycles(t *testing.T) {
+	a := startAgent(t)
+	const workers, rounds = 6, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for r := 0; r < rounds; r++ {
+				id := fmt.Sprintf("p%d-%d", w, r)
+				spec := a.spec(false, "/bin/sh", "-c", fmt.Sprintf("read x; echo %s:$x; exit %d", id, w+r))
+				if _, err := a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: id, ExecId: id, OCI: spec}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := a.cli.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: id}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := a.cli.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: id, ExecId: "e", Process: a.spec(false, "/bin/true").Process}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := a.cli.WriteStdin(ctx, &pb.WriteStreamRequest{ContainerId: id, Data: []byte("in\n")}); err != nil {
+					errs <- err
+					return
+				}
+				out, err := a.readAll(ctx, id, "", false)
+				if err != nil || out != id+":in\n" {
+					errs <- fmt.Errorf("%s: output %q, %v", id, out, err)
+					return
+				}
+				wr, err := a.cli.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: id})
+				if err != nil || wr.Status != int32(w+r) {
+					errs <- fmt.Errorf("%s: wait %v, %v; want %d", id, wr, err, w+r)
+					return
+				}
+				if _, err := a.cli.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: id, ExecId: "e"}); err != nil {
+					errs <- fmt.Errorf("%s: wait exec: %v", id, err)
+					return
+				}
+				if _, err := a.cli.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := countCgroups(a.group); n != 0 {
+		t.Fatalf("%d container cgroups left", n)
+	}
+	if ids := a.sbContainers(); len(ids) != 0 {
+		t.Fatalf("state left: %v", ids)
+	}
+}
