@@ -1067,3 +1067,26 @@ func TestParallelLifecycles(t *testing.T) {
 		t.Fatalf("state left: %v", ids)
 	}
 }
+
+// TestDevice: a device of CreateContainer appears at its container path
+// and the device cgroup lets the container use it (and only it).
+func TestDevice(t *testing.T) {
+	a := startAgent(t)
+	ctx := ctxT(t, 30*time.Second)
+	spec := a.spec(false, "/bin/sh", "-c", "echo x > /dev/sink && echo wrote; ls -l /dev/sink | cut -c1")
+	_, err := a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "dev", ExecId: "dev", OCI: spec,
+		Devices: []*pb.Device{{Id: "null", Type: "c", VmPath: "/dev/null", ContainerPath: "/dev/sink"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.start("dev")
+	out, err := a.readAll(ctx, "dev", "", false)
+	if err != nil || out != "wrote\nc\n" {
+		t.Fatalf("device use: %q, %v", out, err)
+	}
+	a.wait("dev", "")
+	a.remove("dev")
+	_, err = a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "nodev", ExecId: "nodev", OCI: spec,
+		Devices: []*pb.Device{{Id: "ghost", VmPath: "/dev/does-not-exist", ContainerPath: "/dev/sink"}}})
+	wantCode(t, err, codes.NotFound, "ghost")
+}
