@@ -383,11 +383,6 @@ func TestPauseResume(t *testing.T) {
 	a := startAgent(t)
 	ctx := ctxT(t, 30*time.Second)
 	a.run("count", a.spec(false, "/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"))
-	read := func() string {
-		a.exec("count", fmt.Sprint("cat", time.Now().UnixNano()), false, "/bin/cat", "/tmp/n")
-		return ""
-	}
-	_ = read
 	counter := func() string {
 		id := fmt.Sprint("cat", time.Now().UnixNano())
 		a.exec("count", id, false, "/bin/cat", "/tmp/n")
@@ -400,8 +395,6 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Exec into a frozen cgroup would freeze too: read the file from outside.
-	statePath := func() string { return "" }
-	_ = statePath
 	before := readCounter(t, a, "count")
 	time.Sleep(500 * time.Millisecond)
 	if after := readCounter(t, a, "count"); after != before {
