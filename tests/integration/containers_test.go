@@ -539,7 +539,7 @@ func TestConcurrentCallsDoNotBlock(t *testing.T) {
 		}()
 		go func() { defer wg.Done(); _, _ = a.cli.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: "slow"}) }()
 	}
-	go func() { defer func() {}(); _, _ = a.cli.GetOOMEvent(ctx, &pb.GetOOMEventRequest{}) }()
+	go func() { _, _ = a.cli.GetOOMEvent(ctx, &pb.GetOOMEventRequest{}) }()
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
 	if _, err := a.cli.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: "slow"}); err != nil {
