@@ -337,3 +337,27 @@ func RunCmd(cmd *exec.Cmd) error {
 	}
 	return cmd.Run()
 }
+
+// StartCmd starts cmd like cmd.Start, registered with the running reaper
+// if there is one; the returned wait replaces cmd.Wait. It is for callers
+// that must act between start and wait (close a pty's child end, ...).
+func StartCmd(cmd *exec.Cmd) (wait func() error, err error) {
+	r := active.Load()
+	if r == nil {
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return cmd.Wait, nil
+	}
+	end := r.Begin()
+	if err := cmd.Start(); err != nil {
+		end()
+		return nil, err
+	}
+	pid := cmd.Process.Pid
+	end(pid)
+	return func() error {
+		defer r.Disown(pid)
+		return cmd.Wait()
+	}, nil
+}
