@@ -8,4 +8,4 @@ CONTAINER_PKGS := ./agent/container/... ./agent/sandbox/... ./agent/reaper/... .
 test-containers:
 	CGO_ENABLED=1 $(GO) test -count=1 -p 1 -tags '$(AGENT_TAGS)' -timeout 20m $(CONTAINER_PKGS)
 
-test: test-containers
+
