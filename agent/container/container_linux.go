@@ -61,6 +61,8 @@ type Container struct {
 	started bool
 	removed bool
 	execs   map[string]*Process
+	// followedCpus is the cpuset FollowOnlineCPUs last set ("" if none).
+	followedCpus string
 }
 
 // ID is the container id.
@@ -451,6 +453,28 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if err := c.lc.Set(cfg); err != nil {
 		return fmt.Errorf("container %q: update resources: %v: %w", c.id, err, errdefs.ErrInvalidArgument)
 	}
+	return nil
+}
+
+// FollowOnlineCPUs sets the container's cpuset to cpus (the guest's online
+// CPUs) unless the container asked for specific CPUs: hot-added vCPUs are
+// then usable by containers that were created before they arrived.
+func (c *Container) FollowOnlineCPUs(cpus string) error {
+	cfg := c.lc.Config()
+	res := cfg.Cgroups.Resources
+	c.mu.Lock()
+	pinned := res.CpusetCpus != "" && res.CpusetCpus != c.followedCpus
+	c.mu.Unlock()
+	if pinned || res.CpusetCpus == cpus {
+		return nil
+	}
+	res.CpusetCpus = cpus
+	if err := c.lc.Set(cfg); err != nil {
+		return fmt.Errorf("container %q: set cpuset to %s: %w", c.id, cpus, err)
+	}
+	c.mu.Lock()
+	c.followedCpus = cpus
+	c.mu.Unlock()
 	return nil
 }
 

@@ -440,6 +440,22 @@ func (s *Sandbox) CgroupPaths() map[string]string {
 // cgroupMount is where libcontainer expects the unified hierarchy.
 const cgroupMount = "/sys/fs/cgroup"
 
+// UpdateCpusets widens the cpuset of every container that did not ask for
+// specific CPUs to cpus, the guest's online CPU list after a hot-plug.
+func (s *Sandbox) UpdateCpusets(cpus string) error {
+	var errs []error
+	for _, id := range s.containerIDs() {
+		c, err := s.Container(id)
+		if err != nil {
+			continue // removed or still being created meanwhile
+		}
+		if err := c.FollowOnlineCPUs(cpus); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Container returns a created container.
 func (s *Sandbox) Container(id string) (*container.Container, error) {
 	if err := container.ValidateID("container", id); err != nil {

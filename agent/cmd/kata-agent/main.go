@@ -105,20 +105,6 @@ func run() int {
 	nw := network.New(network.Options{Log: log})
 	defer nw.Close()
 
-	onliner, err := hotplug.New(hotplug.Options{
-		MemoryOnline:   cfg.MemoryOnline,
-		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
-		Timeout:        cfg.HotplugTimeout,
-		Log:            log,
-	})
-	if err != nil {
-		log.Error("hot-plug configuration", "error", err)
-		return 1
-	}
-	if isInit {
-		// Not on a development host: the host's CPUs and memory are not ours.
-		defer followHotplug(uevents, onliner, log)()
-	}
 	// Containers: the reaper must run before anything forks.
 	container.ForwardLibraryLogs(log)
 	rp, err := reaper.Start(reaper.Options{Log: log})
@@ -129,6 +115,21 @@ func run() int {
 		Reaper: rp, Storage: storages, Devices: &device.Resolver{Waiter: waiter},
 		WriteResolvConf: network.WriteResolvConf, Log: log,
 	})
+	onliner, err := hotplug.New(hotplug.Options{
+		MemoryOnline:   cfg.MemoryOnline,
+		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
+		Timeout:        cfg.HotplugTimeout,
+		Cpusets:        sb,
+		Log:            log,
+	})
+	if err != nil {
+		log.Error("hot-plug configuration", "error", err)
+		return 1
+	}
+	if isInit {
+		// Not on a development host: the host's CPUs and memory are not ours.
+		defer followHotplug(uevents, onliner, log)()
+	}
 	var srv *server.Server
 	srv, err = server.New(server.Options{
 		Log:     log,
