@@ -1083,3 +1083,45 @@ func TestDevice(t *testing.T) {
 		Devices: []*pb.Device{{Id: "ghost", VmPath: "/dev/does-not-exist", ContainerPath: "/dev/sink"}}})
 	wantCode(t, err, codes.NotFound, "ghost")
 }
+
+func TestHotplugCpusetFollowsOnlineCPUs(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs to tell a widened cpuset from a pinned one")
+	}
+	a := startAgent(t)
+	ctx := ctxT(t, 60*time.Second)
+	a.run("free", a.spec(false, "/bin/sleep", "1000"))
+	pinned := a.spec(false, "/bin/sleep", "1000")
+	if pinned.Linux.Resources == nil {
+		pinned.Linux.Resources = &pb.LinuxResources{}
+	}
+	pinned.Linux.Resources.CPU = &pb.LinuxCPU{Cpus: "1"}
+	a.run("pinned", pinned)
+
+	allowed := func(cid, execID string) string {
+		a.exec(cid, execID, false, "/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status")
+		out, err := a.readAll(ctx, cid, execID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.wait(cid, execID)
+		return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "Cpus_allowed_list:"))
+	}
+	if err := a.sb.UpdateCpusets("0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed("free", "e1"); got != "0" {
+		t.Errorf("unpinned container allowed CPUs %q after UpdateCpusets(0), want 0", got)
+	}
+	if got := allowed("pinned", "e2"); got != "1" {
+		t.Errorf("pinned container allowed CPUs %q, want its own 1", got)
+	}
+	if err := a.sb.UpdateCpusets("0-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed("free", "e3"); got != "0-1" {
+		t.Errorf("unpinned container allowed CPUs %q after UpdateCpusets(0-1), want 0-1", got)
+	}
+	a.remove("free")
+	a.remove("pinned")
+}
