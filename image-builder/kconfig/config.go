@@ -30,8 +30,9 @@ func (c Config) Value(name string) string {
 }
 
 var (
-	optionName = regexp.MustCompile(`^CONFIG_[A-Za-z0-9_]+$`)
-	notSet     = regexp.MustCompile(`^# (CONFIG_[A-Za-z0-9_]+) is not set$`)
+	optionName   = regexp.MustCompile(`^CONFIG_[A-Za-z0-9_]+$`)
+	notSet       = regexp.MustCompile(`^# (CONFIG_[A-Za-z0-9_]+) is not set$`)
+	notSetPrefix = regexp.MustCompile(`^# CONFIG_[A-Za-z0-9_]+ is not set\b`)
 )
 
 // ValidName reports whether s is a whole option name such as CONFIG_FOO.
@@ -250,8 +251,8 @@ type Requirement struct {
 	Line   int
 }
 
-// ParseRequirements reads lines of the form "CONFIG_FOO=y  # reason". Every
-// line must carry a reason.
+// ParseRequirements reads lines of the form "CONFIG_FOO=y  # reason" or
+// "# CONFIG_FOO is not set  # reason". Every requirement must carry a reason.
 func ParseRequirements(r io.Reader) ([]Requirement, error) {
 	var out []Requirement
 	sc := bufio.NewScanner(r)
@@ -259,11 +260,18 @@ func ParseRequirements(r io.Reader) ([]Requirement, error) {
 	for sc.Scan() {
 		line++
 		s := strings.TrimSpace(sc.Text())
-		if s == "" || strings.HasPrefix(s, "#") {
+		var assign, reason string
+		switch {
+		case notSetPrefix.MatchString(s):
+			// "# CONFIG_FOO is not set  # reason"
+			m := notSetPrefix.FindString(s)
+			assign, reason = m, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s[len(m):]), "#"))
+		case s == "" || strings.HasPrefix(s, "#"):
 			continue
+		default:
+			assign, reason, _ = strings.Cut(s, "#")
+			reason = strings.TrimSpace(reason)
 		}
-		assign, reason, _ := strings.Cut(s, "#")
-		reason = strings.TrimSpace(reason)
 		name, value, ok, err := parseAssignment(strings.TrimSpace(assign))
 		if err != nil || !ok {
 			return nil, fmt.Errorf("requirements line %d: %w: want CONFIG_NAME=value  # reason", line, ErrSyntax)

@@ -224,16 +224,21 @@ func TestKconfigUnbalanced(t *testing.T) {
 }
 
 func TestRequirements(t *testing.T) {
-	reqs, err := ParseRequirements(strings.NewReader("# comment\nCONFIG_A=y  # the agent needs A\n\nCONFIG_B=y # and B\n"))
-	if err != nil || len(reqs) != 2 {
+	reqs, err := ParseRequirements(strings.NewReader("# comment\nCONFIG_A=y  # the agent needs A\n\nCONFIG_B=y # and B\n# CONFIG_C is not set  # never C\n"))
+	if err != nil || len(reqs) != 3 || reqs[2].Name != "CONFIG_C" || reqs[2].Value != "n" || reqs[2].Reason != "never C" {
 		t.Fatalf("ParseRequirements = %v, %v", reqs, err)
 	}
-	if _, err := ParseRequirements(strings.NewReader("CONFIG_A=y\n")); !errors.Is(err, ErrSyntax) {
-		t.Errorf("requirement without reason accepted: %v", err)
+	for _, text := range []string{"CONFIG_A=y\n", "# CONFIG_A is not set\n", "CONFIG_A # why\n"} {
+		if _, err := ParseRequirements(strings.NewReader(text)); !errors.Is(err, ErrSyntax) {
+			t.Errorf("ParseRequirements(%q) = %v, want ErrSyntax", text, err)
+		}
 	}
 	err = CheckRequirements(reqs, Config{"CONFIG_A": "y"})
 	if !errors.Is(err, ErrRequirement) || !strings.Contains(err.Error(), "CONFIG_B") || strings.Contains(err.Error(), "CONFIG_A:") {
 		t.Errorf("CheckRequirements = %v, want only CONFIG_B reported", err)
+	}
+	if err := CheckRequirements(reqs, Config{"CONFIG_A": "y", "CONFIG_B": "y", "CONFIG_C": "y"}); err == nil || !strings.Contains(err.Error(), "CONFIG_C") {
+		t.Errorf("CheckRequirements with CONFIG_C=y = %v, want CONFIG_C reported", err)
 	}
 	if err := CheckRequirements(reqs, Config{"CONFIG_A": "y", "CONFIG_B": "y"}); err != nil {
 		t.Errorf("CheckRequirements on satisfied config = %v", err)

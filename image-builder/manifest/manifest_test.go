@@ -1,0 +1,66 @@
+package manifest
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+func TestReadAgentBuildInfo(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "init")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/sandbox-guest/sandbox-guest/image-builder/internal/testinit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFIPS140=v1.0.0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	a, err := ReadAgent(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Path != "github.com/sandbox-guest/sandbox-guest/image-builder/internal/testinit" {
+		t.Errorf("path = %q", a.Path)
+	}
+	if a.GoVersion == "" || a.Settings["CGO_ENABLED"] != "0" {
+		t.Errorf("go version %q settings %v", a.GoVersion, a.Settings)
+	}
+	if len(a.GOFIPS140) < len("v1.0.0") || a.GOFIPS140[:6] != "v1.0.0" {
+		t.Errorf("GOFIPS140 = %q, want v1.0.0...", a.GOFIPS140)
+	}
+}
+
+func TestReadAgentNotGo(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadAgent(p); err == nil {
+		t.Fatal("ReadAgent accepted a non-Go file")
+	}
+}
+
+func TestWriteAndHash(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(f, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := HashFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sha256("abc")
+	if a.Name != "vmlinuz" || a.Size != 3 || a.SHA256 != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+		t.Fatalf("HashFile = %+v", a)
+	}
+	out := filepath.Join(dir, "manifest.json")
+	if err := Write(out, Manifest{Artifacts: []Artifact{a}, FIPS: true}); err != nil {
+		t.Fatal(err)
+	}
+	var back Manifest
+	data, _ := os.ReadFile(out)
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Artifacts) != 1 || !back.FIPS {
+		t.Fatalf("round trip = %+v, %v", back, err)
+	}
+}
