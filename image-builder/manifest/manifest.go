@@ -33,6 +33,8 @@ type Module struct {
 
 // Agent describes the agent binary.
 type Agent struct {
+	SHA256    string            `json:"sha256"`
+	Size      int64             `json:"size"`
 	Path      string            `json:"path"` // main package path
 	Module    string            `json:"module"`
 	Version   string            `json:"version"` // main module version or VCS revision
@@ -44,9 +46,11 @@ type Agent struct {
 
 // Kernel describes the kernel.
 type Kernel struct {
-	Version    string `json:"version"`
-	Series     string `json:"series"`
-	Source     string `json:"source"`
+	Version string `json:"version"`
+	Series  string `json:"series"`
+	Source  string `json:"source"`
+	// Package is the Debian package and version the source came from, when known.
+	Package    string `json:"package,omitempty"`
 	ConfigHash string `json:"config_hash"`
 }
 
@@ -89,7 +93,14 @@ func ReadAgent(path string) (Agent, error) {
 	if err != nil {
 		return Agent{}, fmt.Errorf("read Go build info from %s: %w", path, err)
 	}
+	h, err := HashFile(path)
+	if err != nil {
+		return Agent{}, err
+	}
 	a := Agent{
+		SHA256:    h.SHA256,
+		Size:      h.Size,
+		Modules:   []Module{},
 		Path:      bi.Path,
 		Module:    bi.Main.Path,
 		Version:   bi.Main.Version,

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +28,34 @@ func TestReadAgentBuildInfo(t *testing.T) {
 	}
 	if len(a.GOFIPS140) < len("v1.0.0") || a.GOFIPS140[:6] != "v1.0.0" {
 		t.Errorf("GOFIPS140 = %q, want v1.0.0...", a.GOFIPS140)
+	}
+}
+
+// The builder itself links third-party modules: they must be listed with sums.
+func TestReadAgentModules(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "image-builder")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/sandbox-guest/sandbox-guest/image-builder/cmd/image-builder")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	a, err := ReadAgent(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Size == 0 || len(a.SHA256) != 64 {
+		t.Errorf("agent hash/size = %q/%d", a.SHA256, a.Size)
+	}
+	found := false
+	for _, m := range a.Modules {
+		if m.Path == "github.com/klauspost/compress" {
+			found = true
+			if m.Version == "" || !strings.HasPrefix(m.Sum, "h1:") {
+				t.Errorf("module %+v lacks version or sum", m)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("github.com/klauspost/compress not in %+v", a.Modules)
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/sandbox-guest/sandbox-guest/image-builder/cmdline"
 	"github.com/sandbox-guest/sandbox-guest/image-builder/initrd"
@@ -118,7 +120,7 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 		}
 		m = manifest.Manifest{
 			Kernel: manifest.Kernel{Version: src.version.String(), Series: src.version.Series(),
-				Source: filepath.Base(s.tarball), ConfigHash: kern.ConfigHash},
+				Source: filepath.Base(s.tarball), Package: debianPackage(ctx, s.tarball), ConfigHash: kern.ConfigHash},
 			Initrd:           manifest.Initrd{Compression: res.Compression, Debug: f.debug, CPIOSize: res.CPIOSize},
 			Agent:            agent,
 			Cmdline:          line,
@@ -145,4 +147,22 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 	}
 	p.total()
 	return nil
+}
+
+// debianPackage names the Debian package (with version) that installed
+// tarball, or "" when dpkg does not know it.
+func debianPackage(ctx context.Context, tarball string) string {
+	out, err := exec.CommandContext(ctx, "dpkg-query", "-S", tarball).Output()
+	if err != nil {
+		return ""
+	}
+	pkg, _, ok := strings.Cut(strings.TrimSpace(string(out)), ":")
+	if !ok || strings.ContainsAny(pkg, " ,") {
+		return ""
+	}
+	ver, err := exec.CommandContext(ctx, "dpkg-query", "-W", "-f", "${Version}", pkg).Output()
+	if err != nil {
+		return pkg
+	}
+	return pkg + " " + strings.TrimSpace(string(ver))
 }
