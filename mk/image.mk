@@ -18,7 +18,7 @@ image-boot-check: image-builder
 	CGO_ENABLED=0 GOFIPS140=v1.0.0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/testinit ./image-builder/internal/testinit
 	$(IMAGE_BUILDER) image --agent $(BIN)/testinit --out-dir build/testinit $(IMAGE_FLAGS)
 	$(IMAGE_BUILDER) boot-check --kernel build/testinit/vmlinuz --initrd build/testinit/initrd.img \
-		--append "console=ttyS0 panic=-1 fips=1" \
+		--append "$$(cat build/testinit/cmdline)" \
 		--expect 'testinit: fips_enabled 1' --expect 'testinit: go fips140 true'
 
 build: image-builder
