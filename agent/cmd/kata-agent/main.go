@@ -1,0 +1,207 @@
+// Command kata-agent is the guest agent: PID 1 of a pod VM (or a root daemon
+// on a development host) serving the Kata agent API over ttrpc.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mdlayher/vsock"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/config"
+	"github.com/sandbox-guest/sandbox-guest/agent/device"
+	"github.com/sandbox-guest/sandbox-guest/agent/fips"
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
+	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
+	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
+	"github.com/sandbox-guest/sandbox-guest/agent/network"
+	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/agent/storage"
+	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
+	"github.com/sandbox-guest/sandbox-guest/agent/version"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	isInit := os.Getpid() == 1
+	if isInit {
+		// The command line is in /proc, which PID 1 has to mount first.
+		if err := initsys.MountKernelFilesystems(nil); err != nil {
+			fmt.Fprintln(os.Stderr, "kata-agent:", err)
+		}
+	}
+
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	cfg, cfgErrs := config.Parse(string(cmdline))
+	cfgErrs = append(cfgErrs, cfg.ApplyEnv(os.Getenv)...)
+
+	logSwitch := logging.NewSwitch(os.Stderr)
+	log := logging.New(logSwitch, cfg.LogLevel)
+	slog.SetDefault(log)
+	for _, err := range cfgErrs {
+		log.Warn("configuration", "error", err)
+	}
+
+	// As PID 1 on its first start this moves to a root that allows
+	// pivot_root and re-executes the agent: it does not return then.
+	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log}); err != nil {
+		log.Error("system setup", "error", err)
+	}
+
+	fipsStatus, err := fips.Read("/proc")
+	if err == nil {
+		err = fips.Verify(fipsStatus, isInit)
+	}
+	log.Info("starting", "version", version.Version, "api", version.APIVersion, "pid", os.Getpid(),
+		"init", isInit, "fips", fipsStatus.Mode(), "server_addr", cfg.ServerAddr)
+	if err != nil {
+		log.Error("refusing to serve", "error", err)
+		return 1
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	if cfg.LogVport != 0 {
+		if err := serveLogPort(ctx, cfg.LogVport, logSwitch); err != nil {
+			log.Warn("log port unavailable; logging to the console", "port", cfg.LogVport, "error", err)
+		}
+	}
+
+	addr, err := config.ParseAddr(cfg.ServerAddr)
+	if err != nil {
+		log.Error("bad server address", "error", err)
+		return 1
+	}
+	l, err := server.Listen(addr)
+	if err != nil {
+		log.Error("listen", "error", err)
+		return 1
+	}
+	// Devices are waited for through uevents; the listener opens its
+	// socket on first use.
+	uevents := uevent.NewListener(nil, log)
+	storages := storage.New(storage.Config{
+		Devices: &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout},
+		Log:     log,
+	})
+	nw := network.New(network.Options{Log: log})
+	defer nw.Close()
+
+	onliner, err := hotplug.New(hotplug.Options{
+		MemoryOnline:   cfg.MemoryOnline,
+		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
+		Timeout:        cfg.HotplugTimeout,
+		Log:            log,
+	})
+	if err != nil {
+		log.Error("hot-plug configuration", "error", err)
+		return 1
+	}
+	if isInit {
+		// Not on a development host: the host's CPUs and memory are not ours.
+		defer followHotplug(uevents, onliner, log)()
+	}
+	srv, err := server.New(server.Options{
+		Log:     log,
+		Storage: storages,
+		Network: nw,
+		Hotplug: onliner,
+		Metrics: metrics.New(metrics.Options{}),
+		AgentInfo: server.AgentInfo{
+			Version:         version.Version,
+			InitDaemon:      isInit,
+			DeviceHandlers:  device.Types(),
+			StorageHandlers: storage.Drivers(),
+			SupportsSeccomp: seccompSupported,
+			FIPS:            fipsStatus.Agent,
+		},
+	})
+	if err != nil {
+		log.Error("create server", "error", err)
+		return 1
+	}
+
+	if !isInit {
+		// PID 1 ignores these signals by default; a daemon stops cleanly.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		go func() {
+			s := <-sigs
+			log.Info("stopping", "signal", s.String())
+			cancel()
+		}()
+	}
+
+	if err := initsys.StartDebugConsole(ctx, initsys.ConsoleOptions{
+		Enabled: cfg.DebugConsole, Port: cfg.DebugConsolePort, Log: log,
+	}); err != nil {
+		log.Warn("debug console", "error", err)
+	}
+
+	log.Info("serving", "addr", cfg.ServerAddr)
+	if err := srv.Serve(ctx, l); err != nil {
+		log.Error("serve", "error", err)
+		return 1
+	}
+	log.Info("server stopped")
+	if isInit {
+		// Sync, unmount and power off; returns only if that failed.
+		if err := initsys.Shutdown(initsys.Options{IsInit: true, Log: log}); err != nil {
+			log.Error("shutdown", "error", err)
+		}
+	}
+	return 0
+}
+
+// serveLogPort attaches each host connection on the vsock log port to the
+// logger; a new connection replaces the previous one.
+func serveLogPort(ctx context.Context, port uint32, sw *logging.Switch) error {
+	l, err := vsock.ListenContextID(0xFFFFFFFF, port, nil)
+	if err != nil {
+		return fmt.Errorf("listen on vsock port %d: %w", port, err)
+	}
+	context.AfterFunc(ctx, func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			sw.Attach(struct {
+				io.Writer
+				io.Closer
+			}{c, c})
+		}
+	}()
+	return nil
+}
+
+// followHotplug onlines memory (and CPUs when configured) as soon as the
+// kernel announces them, so hot-plugged memory is usable before the
+// runtime's OnlineCPUMem arrives; then it onlines what was added before the
+// subscription. The returned function stops following.
+func followHotplug(uevents *uevent.Listener, o *hotplug.Onliner, log *slog.Logger) (stop func()) {
+	if err := uevents.Start(); err != nil {
+		log.Warn("uevents unavailable; hot-plugged memory waits for OnlineCPUMem", "error", err)
+	}
+	events, cancel := uevents.Subscribe(func(e uevent.Event) bool { return o.WantsUevent(e.Action, e.Subsystem) })
+	go func() {
+		for e := range events {
+			o.HandleUevent(e.Action, e.Subsystem, e.DevPath)
+		}
+	}()
+	if err := o.OnlineAllOffline(); err != nil {
+		log.Warn("online hot-plugged CPUs and memory at start-up", "error", err)
+	}
+	return cancel
+}
