@@ -3,14 +3,14 @@
 IMAGE_BUILDER := $(BIN)/image-builder
 IMAGE_FLAGS ?=
 
-.PHONY: image image-builder image-boot-check
+.PHONY: image image-builder image-boot-check image-boot-agent
 
 image-builder:
 	$(GO) build -o $(IMAGE_BUILDER) ./image-builder/cmd/image-builder
 
 # The agent comes from the "agent" target (bin/kata-agent, static, GOFIPS140=v1.0.0).
 image: agent image-builder
-	$(IMAGE_BUILDER) image --agent $(BIN)/kata-agent --out-dir build/guest $(IMAGE_FLAGS)
+	$(IMAGE_BUILDER) image --agent $(BIN)/kata-agent --agent-version "$(VERSION)" --out-dir build/guest $(IMAGE_FLAGS)
 
 # Boot proof without the agent: the same kernel with a stand-in /init that
 # prints the kernel's and Go's FIPS mode and powers off, booted under QEMU (TCG, q35).
@@ -22,3 +22,10 @@ image-boot-check: image-builder
 		--expect 'testinit: fips_enabled 1' --expect 'testinit: go fips140 true'
 
 build: image-builder
+
+# Boot proof with the real agent: boots build/guest with its default command line and
+# waits for the agent's start-up log (FIPS mode enabled, serving on vsock).
+image-boot-agent: image
+	$(IMAGE_BUILDER) boot-check --kernel build/guest/vmlinuz --initrd build/guest/initrd.img \
+		--append "$$(sed 's/ quiet//' build/guest/cmdline)" --stop-on-match \
+		--expect '"fips":"enabled"' --expect '"msg":"serving"'

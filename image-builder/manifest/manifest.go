@@ -12,7 +12,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strings"
 )
 
 // Artifact is one file of the image.
@@ -87,6 +89,8 @@ func HashFile(path string) (Artifact, error) {
 	return Artifact{Name: filepath.Base(path), SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
 }
 
+var ldflagsVersion = regexp.MustCompile(`-X[ =]?\S*\.Version=(\S+)`)
+
 // ReadAgent reads the Go build information from the agent binary.
 func ReadAgent(path string) (Agent, error) {
 	bi, err := buildinfo.ReadFile(path)
@@ -116,6 +120,13 @@ func ReadAgent(path string) (Agent, error) {
 			if a.Version == "" || a.Version == "(devel)" {
 				a.Version = s.Value
 			}
+		}
+	}
+	if a.Version == "" || a.Version == "(devel)" {
+		// A version stamped with -X .../version.Version=V (recorded only
+		// without -trimpath; callers may override Version afterwards).
+		if m := ldflagsVersion.FindStringSubmatch(a.Settings["-ldflags"]); m != nil {
+			a.Version = strings.Trim(m[1], `'"`)
 		}
 	}
 	for _, d := range bi.Deps {

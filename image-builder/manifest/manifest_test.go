@@ -11,7 +11,9 @@ import (
 
 func TestReadAgentBuildInfo(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "init")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/sandbox-guest/sandbox-guest/image-builder/internal/testinit")
+	// Without -trimpath: with it, Go does not record -ldflags.
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.Version=1.2.3",
+		"-o", bin, "github.com/sandbox-guest/sandbox-guest/image-builder/internal/testinit")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFIPS140=v1.0.0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -22,6 +24,9 @@ func TestReadAgentBuildInfo(t *testing.T) {
 	}
 	if a.Path != "github.com/sandbox-guest/sandbox-guest/image-builder/internal/testinit" {
 		t.Errorf("path = %q", a.Path)
+	}
+	if a.Version != "1.2.3" {
+		t.Errorf("version = %q, want the -X stamped 1.2.3", a.Version)
 	}
 	if a.GoVersion == "" || a.Settings["CGO_ENABLED"] != "0" {
 		t.Errorf("go version %q settings %v", a.GoVersion, a.Settings)

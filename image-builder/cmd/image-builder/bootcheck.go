@@ -27,6 +27,7 @@ func cmdBootCheck(ctx context.Context, args []string, p *progress) error {
 	qemu := fs.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	memory := fs.String("m", "512", "guest memory")
 	timeout := fs.Duration("timeout", 3*time.Minute, "give up after this long")
+	stopOnMatch := fs.Bool("stop-on-match", false, "stop QEMU once every --expect matched (for an init that keeps running, like the agent)")
 	var expect stringList
 	fs.Var(&expect, "expect", "regular expression the console must print (repeatable; default: the stand-in init's FIPS line)")
 	if err := fs.Parse(args); err != nil {
@@ -58,18 +59,28 @@ func cmdBootCheck(ctx context.Context, args []string, p *progress) error {
 			return "", fmt.Errorf("start %s: %w", *qemu, err)
 		}
 		seen := make([]bool, len(res))
+		stopped := false
 		sc := bufio.NewScanner(io.LimitReader(out, 16<<20))
 		for sc.Scan() {
 			line := strings.TrimRight(sc.Text(), "\r")
 			fmt.Fprintf(p.w, "    | %s\n", line)
+			all := true
 			for i, re := range res {
 				if re.MatchString(line) {
 					seen[i] = true
 				}
+				all = all && seen[i]
+			}
+			if all && *stopOnMatch {
+				stopped = true
+				cancel() // kills QEMU; the pipe closes and the loop ends
 			}
 		}
 		werr := cmd.Wait()
 		elapsed := time.Since(start).Round(10 * time.Millisecond)
+		if stopped {
+			return fmt.Sprintf("guest printed every expected line after %s; QEMU stopped", elapsed), nil
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return "", fmt.Errorf("guest did not power off within %s", *timeout)
 		}

@@ -28,6 +28,7 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 	fips := fs.Bool("fips", true, "put fips=1 on the default kernel command line")
 	nrCPUs := fs.Int("nr-cpus", cmdline.Default().NrCPUs, "nr_cpus= on the default command line")
 	agentLog := fs.String("agent-log", cmdline.Default().AgentLog, "agent.log= on the default command line")
+	agentVersion := fs.String("agent-version", "", "agent version for the manifest (default: from the binary's build information)")
 	jobs := fs.Int("jobs", 2, "make -j for the kernel build")
 	verbose := fs.Bool("v", false, "show make's output")
 	if err := fs.Parse(args); err != nil {
@@ -88,6 +89,9 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 		agent, err = manifest.ReadAgent(f.agent)
 		if err != nil {
 			return "", err
+		}
+		if *agentVersion != "" {
+			agent.Version = *agentVersion
 		}
 		if *fips && agent.GOFIPS140 == "" {
 			log.Warn("fips=1 on the command line but the agent was built without GOFIPS140; it will refuse to serve", "agent", f.agent)
