@@ -133,6 +133,9 @@ func Build(ctx context.Context, o BuildOptions) (Artifact, error) {
 		return a, fmt.Errorf("create cache entry: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp creates 0700
+		return a, fmt.Errorf("cache entry: %w", err)
+	}
 	if err := copyFile(filepath.Join(obj, "arch", "x86", "boot", "bzImage"), filepath.Join(tmp, "bzImage")); err != nil {
 		return a, err
 	}

@@ -89,6 +89,9 @@ func TestTarballVersionAndExtract(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "kernel", "Makefile")); err != nil {
 		t.Errorf("tree not extracted: %v", err)
 	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("source dir mode = %v (%v), want 0755 so other users can read the cache", st.Mode(), err)
+	}
 	if _, hit, err := Extract(ctx, tarball, v, cache); err != nil || !hit {
 		t.Errorf("second Extract hit=%v err=%v, want a cache hit", hit, err)
 	}

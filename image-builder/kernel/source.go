@@ -154,6 +154,10 @@ func Extract(ctx context.Context, tarball string, v Version, cacheDir string) (d
 		return "", false, fmt.Errorf("create extraction dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	// MkdirTemp creates 0700; the cache is shared with other users.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", false, fmt.Errorf("extraction dir: %w", err)
+	}
 	cmd := exec.CommandContext(ctx, "tar", "-xJf", tarball, "-C", tmp, "--strip-components=1", "--no-same-owner")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", false, fmt.Errorf("extract %s: %w\n%s", tarball, err, out)
