@@ -65,8 +65,8 @@ func (p *kparser) parseFile(name string, outer []block, depth int) error {
 	var entryName string
 	inHelp := false
 	helpIndent := -1
-	// lastBlock is the menu or choice whose header was just read, so that
-	// following "depends on" lines attach to it.
+	// headerOpen is set between a menu or choice line and its first entry:
+	// "depends on" lines there belong to the block, not to an entry.
 	headerOpen := false
 
 	flush := func() {
