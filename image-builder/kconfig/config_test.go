@@ -244,3 +244,15 @@ func TestRequirements(t *testing.T) {
 		t.Errorf("CheckRequirements on satisfied config = %v", err)
 	}
 }
+
+func TestExplainIncludesMenuAndIfConditions(t *testing.T) {
+	got := strings.Join(fakeDeps(t).Explain("CRYPTO_DRBG", Config{"CONFIG_CRYPTO": "y"}), "\n")
+	for _, want := range []string{"crypto/Kconfig:", "CRYPTO_RNG_MENU [=n]", "CRYPTO [=y]"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Explain(CRYPTO_DRBG) = %q, lacks %q", got, want)
+		}
+	}
+	if got := fakeDeps(t).Explain("NO_SUCH_OPTION", nil); len(got) != 1 || !strings.Contains(got[0], "no Kconfig definition") {
+		t.Errorf("Explain(unknown) = %q", got)
+	}
+}
