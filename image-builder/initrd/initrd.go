@@ -1,0 +1,338 @@
+// Package initrd assembles the guest's initramfs with u-root's image API:
+// the static agent as /init, the files under rootfs/ as they are, and in
+// debug builds a static busybox with a shell and core tools. The output is
+// byte-for-byte reproducible and compressed with zstd or gzip.
+package initrd
+
+import (
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/mkuimage/cpio"
+	"github.com/u-root/mkuimage/uimage"
+	"github.com/u-root/mkuimage/uimage/initramfs"
+	"github.com/u-root/uio/llog"
+)
+
+// Compression formats. The kernel must be able to decompress the one used
+// (CONFIG_RD_ZSTD or CONFIG_RD_GZIP).
+const (
+	Zstd = "zstd"
+	Gzip = "gzip"
+	None = "none"
+)
+
+// KernelOption returns the kernel option that decompresses format, or "" for None.
+func KernelOption(format string) (string, error) {
+	switch format {
+	case Zstd:
+		return "CONFIG_RD_ZSTD", nil
+	case Gzip:
+		return "CONFIG_RD_GZIP", nil
+	case None:
+		return "", nil
+	}
+	return "", fmt.Errorf("%w: %q (want zstd, gzip or none)", ErrCompression, format)
+}
+
+// Errors callers can check with errors.Is.
+var (
+	ErrCompression = errors.New("unknown compression")
+	ErrNotStatic   = errors.New("binary is not statically linked")
+	ErrRootfsEntry = errors.New("unsupported rootfs entry")
+)
+
+// DebugApplets are the busybox applets linked in debug builds: a shell and
+// the tools one needs to look around a running guest.
+var DebugApplets = []string{
+	"sh", "ash", "cat", "cp", "dmesg", "echo", "env", "free", "grep", "head", "hexdump",
+	"ip", "kill", "less", "ln", "ls", "mkdir", "mount", "mv", "netstat", "nsenter", "ps",
+	"pwd", "rm", "sed", "sleep", "stat", "sync", "tail", "top", "touch", "tr", "umount",
+	"uname", "vi", "wc",
+}
+
+// Options describe an initramfs.
+type Options struct {
+	Agent       string // static agent binary, becomes /init
+	RootfsDir   string // copied as is ("" for none)
+	Debug       bool   // add busybox and DebugApplets
+	Busybox     string // static busybox for Debug
+	Compression string // Zstd, Gzip or None
+	Output      string
+	Log         *slog.Logger // nil: discard u-root's messages
+}
+
+// Result describes the written initramfs.
+type Result struct {
+	Path        string
+	Size        int64
+	SHA256      string
+	Compression string
+	CPIOSize    int64 // uncompressed
+}
+
+// skeleton holds what the kernel and PID 1 need before anything is mounted:
+// /dev/console for init's stdio (opened by the kernel before devtmpfs is
+// mounted) and the mount points.
+func skeleton() (*cpio.Archive, error) {
+	return cpio.ArchiveFromRecords([]cpio.Record{
+		cpio.Directory("dev", 0o755),
+		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
+		cpio.Directory("proc", 0o555),
+		cpio.Directory("sys", 0o555),
+		cpio.Directory("run", 0o755),
+		cpio.Directory("tmp", 0o1777),
+		cpio.Directory("etc", 0o755),
+		cpio.Directory("mnt", 0o755),
+	})
+}
+
+// Build writes the initramfs described by o.
+func Build(o Options) (Result, error) {
+	if _, err := KernelOption(o.Compression); err != nil {
+		return Result{}, err
+	}
+	if err := checkStatic(o.Agent); err != nil {
+		return Result{}, fmt.Errorf("agent: %w", err)
+	}
+	files := []string{absOrSelf(o.Agent) + ":init"}
+	rootfsFiles, err := listRootfs(o.RootfsDir)
+	if err != nil {
+		return Result{}, err
+	}
+	files = append(files, rootfsFiles...)
+	symlinks := map[string]string{}
+	if o.Debug {
+		if err := checkStatic(o.Busybox); err != nil {
+			return Result{}, fmt.Errorf("busybox: %w", err)
+		}
+		files = append(files, absOrSelf(o.Busybox)+":bin/busybox")
+		for _, a := range DebugApplets {
+			symlinks["bin/"+a] = "/bin/busybox"
+		}
+	}
+	base, err := skeleton()
+	if err != nil {
+		return Result{}, fmt.Errorf("initramfs skeleton: %w", err)
+	}
+	out := &compressedCPIO{path: o.Output, format: o.Compression}
+	mods := []uimage.Modifier{
+		uimage.WithBaseArchive(base),
+		uimage.WithFiles(files...),
+		uimage.WithSkipLDD(), // everything is static; ldd would pull in host libraries
+		uimage.WithOutput(out),
+		uimage.WithExistingInit(false),
+	}
+	for name, target := range symlinks {
+		mods = append(mods, uimage.WithSymlink(name, target))
+	}
+	opts, err := uimage.OptionsFor(mods...)
+	if err != nil {
+		return Result{}, fmt.Errorf("initramfs options: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "initrd-")
+	if err != nil {
+		return Result{}, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	opts.TempDir = tmp
+	if err := opts.Create(logger(o.Log)); err != nil {
+		return Result{}, fmt.Errorf("create initramfs: %w", err)
+	}
+	return summarize(o.Output, o.Compression, out.cpioSize)
+}
+
+func logger(l *slog.Logger) *llog.Logger {
+	if l == nil {
+		return llog.New(slog.LevelError, func(string, ...any) {})
+	}
+	return llog.New(slog.LevelWarn, func(format string, v ...any) {
+		l.Warn(fmt.Sprintf(format, v...))
+	})
+}
+
+func absOrSelf(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// listRootfs returns "src:dest" entries for every regular file and symlink
+// under dir, sorted. Anything else (devices, sockets) is refused: the
+// skeleton creates the device nodes the guest needs.
+func listRootfs(dir string) ([]string, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs dir: %w", err)
+	}
+	var out []string
+	err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(abs, p)
+		if err != nil {
+			return err
+		}
+		if rel == "." || d.IsDir() {
+			return nil
+		}
+		if t := d.Type(); !t.IsRegular() && t&fs.ModeSymlink == 0 {
+			return fmt.Errorf("%w: %s is %v", ErrRootfsEntry, rel, t)
+		}
+		if strings.Contains(rel, ":") {
+			return fmt.Errorf("%w: %s has a ':' in its name", ErrRootfsEntry, rel)
+		}
+		if rel == "init" {
+			return fmt.Errorf("%w: rootfs must not provide /init (the agent is /init)", ErrRootfsEntry)
+		}
+		out = append(out, p+":"+filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read rootfs %s: %w", dir, err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// checkStatic refuses dynamically linked binaries: the initramfs carries no
+// loader and no libraries.
+func checkStatic(path string) error {
+	if path == "" {
+		return fmt.Errorf("%w: no path given", os.ErrNotExist)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%w: %s has an ELF interpreter", ErrNotStatic, path)
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err == nil && len(libs) > 0 {
+		return fmt.Errorf("%w: %s needs %v", ErrNotStatic, path, libs)
+	}
+	return nil
+}
+
+// compressedCPIO is a u-root initramfs.WriteOpener that writes a newc
+// archive through a compressor with fixed settings, and normalizes file
+// permissions so that the checkout's umask does not change the output.
+type compressedCPIO struct {
+	path     string
+	format   string
+	cpioSize int64
+}
+
+var _ initramfs.WriteOpener = (*compressedCPIO)(nil)
+
+func (c *compressedCPIO) OpenWriter() (initramfs.Writer, error) {
+	f, err := os.Create(c.path)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", c.path, err)
+	}
+	var comp io.WriteCloser
+	switch c.format {
+	case Zstd:
+		// One goroutine: the encoder's output must not depend on scheduling.
+		comp, err = zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<23), zstd.WithEncoderCRC(true))
+	case Gzip:
+		var gz *gzip.Writer
+		gz, err = gzip.NewWriterLevel(f, gzip.BestCompression)
+		comp = gz // zero ModTime and no name in the header: reproducible
+	default:
+		comp = nopCloser{f}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s compressor: %w", c.format, err)
+	}
+	cw := &countingWriter{w: comp}
+	return &cpioWriter{rw: cpio.Newc.Writer(cw), comp: comp, file: f, counter: cw, owner: c}, nil
+}
+
+type cpioWriter struct {
+	rw      cpio.RecordWriter
+	comp    io.WriteCloser
+	file    *os.File
+	counter *countingWriter
+	owner   *compressedCPIO
+}
+
+// WriteRecord normalizes regular file permissions to 0755 or 0644.
+func (w *cpioWriter) WriteRecord(r cpio.Record) error {
+	if r.Mode&cpio.S_IFMT == cpio.S_IFREG {
+		perm := uint64(0o644)
+		if r.Mode&0o111 != 0 {
+			perm = 0o755
+		}
+		r.Mode = cpio.S_IFREG | perm
+	}
+	r = cpio.MakeReproducible(r)
+	return w.rw.WriteRecord(r)
+}
+
+func (w *cpioWriter) Finish() error {
+	err := cpio.WriteTrailer(w.rw)
+	if cerr := w.comp.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := w.file.Close(); err == nil {
+		err = cerr
+	}
+	w.owner.cpioSize = w.counter.n
+	if err != nil {
+		return fmt.Errorf("finish %s: %w", w.owner.path, err)
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+func summarize(path, format string, cpioSize int64) (Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Result{}, fmt.Errorf("read back %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Result{}, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return Result{Path: path, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Compression: format, CPIOSize: cpioSize}, nil
+}
