@@ -4,7 +4,38 @@ GO ?= go
 BIN := bin
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build test lint
+VERSION ?= $(shell cat VERSION 2>/dev/null || echo 0.1.0-dev)
+GOFIPS140 ?= v1.0.0
+# The agent is static with cgo: libcontainer's nsenter is C, libseccomp is
+# linked from Debian's libseccomp.a.
+AGENT_TAGS := seccomp netgo osusergo
+AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/sandbox-guest/sandbox-guest/agent/version.Version=$(VERSION)
+
+.PHONY: all build agent agentctl test unit lint protos-check
 all: build
+
+build: agent agentctl
+
+agent:
+	CGO_ENABLED=1 GOFIPS140=$(GOFIPS140) $(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/kata-agent ./agent/cmd/kata-agent
+
+agentctl:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/agentctl ./host/cmd/agentctl
+
+# test runs everything: unit tests, host-integration tests (root) and the
+# QEMU end-to-end suite (mk/e2e.mk adds it).
+test: unit
+
+unit: build
+	$(GO) test -count=1 -p 1 -timeout 30m ./...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# protos-check fails when the committed generated code is stale.
+protos-check: protos
+	git diff --exit-code -- protocols
 
 include $(sort $(wildcard mk/*.mk))

@@ -1,0 +1,118 @@
+// Command kata-agent is the guest agent: PID 1 of a pod VM (or a root daemon
+// on a development host) serving the Kata agent API over ttrpc.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mdlayher/vsock"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/config"
+	"github.com/sandbox-guest/sandbox-guest/agent/fips"
+	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/agent/version"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	isInit := os.Getpid() == 1
+
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	cfg, cfgErrs := config.Parse(string(cmdline))
+	cfgErrs = append(cfgErrs, cfg.ApplyEnv(os.Getenv)...)
+
+	logSwitch := logging.NewSwitch(os.Stderr)
+	log := logging.New(logSwitch, cfg.LogLevel)
+	slog.SetDefault(log)
+	for _, err := range cfgErrs {
+		log.Warn("configuration", "error", err)
+	}
+
+	fipsStatus, err := fips.Read("/proc")
+	if err == nil {
+		err = fips.Verify(fipsStatus, isInit)
+	}
+	log.Info("starting", "version", version.Version, "api", version.APIVersion, "pid", os.Getpid(),
+		"init", isInit, "fips", fipsStatus.Mode(), "server_addr", cfg.ServerAddr)
+	if err != nil {
+		log.Error("refusing to serve", "error", err)
+		return 1
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	if cfg.LogVport != 0 {
+		if err := serveLogPort(ctx, cfg.LogVport, logSwitch); err != nil {
+			log.Warn("log port unavailable; logging to the console", "port", cfg.LogVport, "error", err)
+		}
+	}
+
+	addr, err := config.ParseAddr(cfg.ServerAddr)
+	if err != nil {
+		log.Error("bad server address", "error", err)
+		return 1
+	}
+	l, err := server.Listen(addr)
+	if err != nil {
+		log.Error("listen", "error", err)
+		return 1
+	}
+	srv, err := server.New(server.Options{Log: log})
+	if err != nil {
+		log.Error("create server", "error", err)
+		return 1
+	}
+
+	if !isInit {
+		// PID 1 ignores these signals by default; a daemon stops cleanly.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		go func() {
+			s := <-sigs
+			log.Info("stopping", "signal", s.String())
+			cancel()
+		}()
+	}
+
+	log.Info("serving", "addr", cfg.ServerAddr)
+	if err := srv.Serve(ctx, l); err != nil {
+		log.Error("serve", "error", err)
+		return 1
+	}
+	log.Info("server stopped")
+	return 0
+}
+
+// serveLogPort attaches each host connection on the vsock log port to the
+// logger; a new connection replaces the previous one.
+func serveLogPort(ctx context.Context, port uint32, sw *logging.Switch) error {
+	l, err := vsock.ListenContextID(0xFFFFFFFF, port, nil)
+	if err != nil {
+		return fmt.Errorf("listen on vsock port %d: %w", port, err)
+	}
+	context.AfterFunc(ctx, func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			sw.Attach(struct {
+				io.Writer
+				io.Closer
+			}{c, c})
+		}
+	}()
+	return nil
+}

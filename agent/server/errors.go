@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// toStatus maps an error from any concern package to a gRPC status error.
+// It is the only place where error classes become wire codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codeOf(err), err.Error())
+}
+
+// codeOf classifies err by its errdefs class. errgrpc does the same but
+// links typeurl and gogo/protobuf into the agent, which the guest pays for
+// in memory; this table is all we need.
+func codeOf(err error) codes.Code {
+	switch {
+	case errdefs.IsInvalidArgument(err):
+		return codes.InvalidArgument
+	case errdefs.IsNotFound(err):
+		return codes.NotFound
+	case errdefs.IsAlreadyExists(err):
+		return codes.AlreadyExists
+	case errdefs.IsFailedPrecondition(err), errdefs.IsConflict(err), errdefs.IsNotModified(err):
+		return codes.FailedPrecondition
+	case errdefs.IsUnavailable(err):
+		return codes.Unavailable
+	case errdefs.IsNotImplemented(err):
+		return codes.Unimplemented
+	case errdefs.IsPermissionDenied(err):
+		return codes.PermissionDenied
+	case errdefs.IsResourceExhausted(err):
+		return codes.ResourceExhausted
+	case errdefs.IsOutOfRange(err):
+		return codes.OutOfRange
+	case errdefs.IsAborted(err):
+		return codes.Aborted
+	case errdefs.IsUnauthorized(err):
+		return codes.Unauthenticated
+	case errdefs.IsDataLoss(err):
+		return codes.DataLoss
+	case errdefs.IsDeadlineExceeded(err):
+		return codes.DeadlineExceeded
+	case errdefs.IsCanceled(err):
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// interceptor maps errors to statuses, logs failures and turns a handler
+// panic into an Internal error so that one bad request cannot take the
+// agent (PID 1) down.
+func interceptor(log *slog.Logger) ttrpc.UnaryServerInterceptor {
+	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp interface{}, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("handler panic", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", info.FullMethod, r)
+			}
+		}()
+		resp, err = method(ctx, unmarshal)
+		if err != nil {
+			err = toStatus(err)
+			log.Debug("request failed", "method", info.FullMethod, "error", err)
+		}
+		return resp, err
+	}
+}

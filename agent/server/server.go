@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/containerd/ttrpc"
+
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+)
+
+// fallback puts the Unimplemented answers one embedding level below the
+// concern handlers (see the package comment).
+type fallback struct{ unimplemented }
+
+// agentService is the grpc.AgentService implementation: one embedded
+// handler type per concern.
+type agentService struct {
+	fallback
+}
+
+var _ pb.AgentServiceService = (*agentService)(nil)
+
+// Options configure a Server.
+type Options struct {
+	// Log receives request failures and panics. Defaults to slog.Default().
+	Log *slog.Logger
+}
+
+// Server serves the agent API on one listener.
+type Server struct {
+	log   *slog.Logger
+	ttrpc *ttrpc.Server
+	done  chan struct{}
+}
+
+// New builds a Server with every service registered.
+func New(opts Options) (*Server, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(interceptor(log)))
+	if err != nil {
+		return nil, fmt.Errorf("create ttrpc server: %w", err)
+	}
+	svc := &agentService{}
+	pb.RegisterAgentServiceService(ts, svc)
+	pb.RegisterHealthService(ts, healthService{})
+	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil
+}
+
+// Serve accepts connections on l until ctx ends or Shutdown is called.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.ttrpc.Serve(ctx, l) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, ttrpc.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		_ = s.ttrpc.Close()
+		<-errc
+		return nil
+	case <-s.done:
+		_ = s.ttrpc.Close()
+		<-errc
+		return nil
+	}
+}
+
+// Shutdown stops serving: Serve returns once in-flight replies are sent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	return s.ttrpc.Shutdown(ctx)
+}

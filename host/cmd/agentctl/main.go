@@ -1,0 +1,126 @@
+// Command agentctl drives a kata agent from the host: health checks,
+// containers, storage, hot-plug and networking, one subcommand each.
+//
+// Usage: agentctl [--addr ADDR] [--timeout D] COMMAND [ARGS...]
+//
+// Commands live in cmd_<concern>.go files and register themselves in the
+// commands table; main only dials and dispatches.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
+)
+
+// command is one agentctl subcommand.
+type command struct {
+	name    string
+	args    string // usage after the name, e.g. "ID [SIGNAL]"
+	summary string
+	// streaming commands (run, exec, ...) are bounded by --timeout only
+	// while dialing; others for the whole call.
+	streaming bool
+	run       func(ctx context.Context, c *agentclient.Client, args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) {
+	if _, dup := commands[c.name]; dup {
+		panic("agentctl: duplicate command " + c.name)
+	}
+	commands[c.name] = c
+}
+
+// exitError asks main to exit with a specific status (a container's).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+const defaultAddr = "unix:///run/kata-agent.sock"
+
+func main() {
+	os.Exit(agentctl(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func agentctl(argv []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agentctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", envOr("AGENTCTL_ADDR", defaultAddr), "agent address: unix:///path, vsock://CID:PORT or hvsock:///path:PORT")
+	timeout := fs.Duration("timeout", 10*time.Second, "time allowed to reach the agent (and, for non-streaming commands, to answer)")
+	fs.Usage = func() { usage(fs, stderr) }
+	if err := fs.Parse(argv); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		usage(fs, stderr)
+		return 2
+	}
+	cmd, ok := commands[fs.Arg(0)]
+	if !ok {
+		fmt.Fprintf(stderr, "agentctl: unknown command %q\n", fs.Arg(0))
+		usage(fs, stderr)
+		return 2
+	}
+
+	ctx, stop := signalContext()
+	defer stop()
+	dialCtx, cancelDial := context.WithTimeout(ctx, *timeout)
+	defer cancelDial()
+	c, err := agentclient.Dial(dialCtx, *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "agentctl: cannot reach the agent at %s within %s: %v\n", *addr, *timeout, err)
+		return 1
+	}
+	defer c.Close()
+
+	callCtx := ctx
+	if !cmd.streaming {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	out = stdout
+	if err := cmd.run(callCtx, c, fs.Args()[1:]); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		fmt.Fprintf(stderr, "agentctl %s: %v\n", cmd.name, err)
+		return 1
+	}
+	return 0
+}
+
+// out is where commands print results (swapped in tests).
+var out io.Writer = os.Stdout
+
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "usage: agentctl [flags] COMMAND [ARGS...]\n\nflags:\n")
+	fs.PrintDefaults()
+	fmt.Fprintf(w, "\ncommands:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		c := commands[n]
+		fmt.Fprintf(w, "  %-40s %s\n", c.name+" "+c.args, c.summary)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,75 @@
+package agentclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// maxReplyLine bounds the hybrid vsock reply; a real one is "OK 1073741824\n".
+const maxReplyLine = 64
+
+// handshakeTimeout bounds the CONNECT/OK exchange when ctx has no deadline,
+// so a backend that accepts and never answers cannot hang the caller.
+const handshakeTimeout = 5 * time.Second
+
+// ErrHybridRefused is returned when the backend answers something other
+// than OK, or closes the connection, typically because nothing listens on
+// that port in the guest yet.
+var ErrHybridRefused = errors.New("hybrid vsock connect refused")
+
+// DialHybrid connects to port in the guest through a hybrid vsock Unix
+// socket (the Firecracker / Cloud Hypervisor convention).
+func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("hybrid vsock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(handshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if _, err := fmt.Fprintf(conn, "CONNECT %d\n", port); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("hybrid vsock %s port %d: send CONNECT: %w", path, port, err)
+	}
+	// Read byte by byte: anything after the newline belongs to the stream.
+	var line []byte
+	buf := make([]byte, 1)
+	for {
+		_, err := conn.Read(buf)
+		if err != nil {
+			conn.Close()
+			if errors.Is(err, io.EOF) {
+				return nil, fmt.Errorf("hybrid vsock %s port %d: closed before reply: %w", path, port, ErrHybridRefused)
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("hybrid vsock %s port %d: %w", path, port, ctx.Err())
+			}
+			return nil, fmt.Errorf("hybrid vsock %s port %d: read reply: %w", path, port, err)
+		}
+		if buf[0] == '\n' {
+			break
+		}
+		line = append(line, buf[0])
+		if len(line) > maxReplyLine {
+			conn.Close()
+			return nil, fmt.Errorf("hybrid vsock %s port %d: reply line too long: %w", path, port, ErrHybridRefused)
+		}
+	}
+	if !strings.Contains(string(line), "OK") {
+		conn.Close()
+		return nil, fmt.Errorf("hybrid vsock %s port %d: reply %q: %w", path, port, string(line), ErrHybridRefused)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, nil
+}
