@@ -36,6 +36,6 @@ lint:
 
 # protos-check fails when the committed generated code is stale.
 protos-check: protos
-	git diff --exit-code -- protocols
+	@if [ -n "$$(git status --porcelain -- protocols)" ]; then git status --short -- protocols; echo 'generated protocol code is stale: run make protos and commit'; exit 1; fi
 
 include $(sort $(wildcard mk/*.mk))
