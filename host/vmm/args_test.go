@@ -149,3 +149,23 @@ func TestWithImageDir(t *testing.T) {
 		t.Errorf("config = %q %q %q", c.kernel, c.initrd, c.cmdline)
 	}
 }
+
+func TestUnixListening(t *testing.T) {
+	table := filepath.Join(t.TempDir(), "unix")
+	content := "Num       RefCount Protocol Flags    Type St Inode Path\n" +
+		"0000000000000000: 00000002 00000000 00010000 0001 01 1234 /w/listening.sock\n" +
+		"0000000000000000: 00000002 00000000 00000000 0001 01 1235 /w/bound.sock\n" +
+		"0000000000000000: 00000003 00000000 00000000 0001 03 1236\n"
+	if err := os.WriteFile(table, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{"/w/listening.sock": true, "/w/bound.sock": false, "/w/none.sock": false} {
+		got, ok := unixListening(table, path)
+		if !ok || got != want {
+			t.Errorf("unixListening(%s) = %v, %v; want %v, true", path, got, ok, want)
+		}
+	}
+	if _, ok := unixListening(filepath.Join(t.TempDir(), "missing"), "/x"); ok {
+		t.Error("ok for a missing table")
+	}
+}

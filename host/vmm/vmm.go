@@ -155,7 +155,7 @@ func Start(ctx context.Context, opts ...Option) (_ *VM, err error) {
 	if err := waitSocket(wctx, v.paths.qmp, v.qemu); err != nil {
 		return nil, fmt.Errorf("vmm: qemu did not open its QMP socket: %w", err)
 	}
-	c, err := qmp.Dial(wctx, v.paths.qmp)
+	c, err := dialQMP(wctx, v.paths.qmp, v.qemu)
 	if err != nil {
 		return nil, fmt.Errorf("vmm: %w", err)
 	}
@@ -231,7 +231,11 @@ func waitSocket(ctx context.Context, path string, p *process) error {
 	defer tick.Stop()
 	for {
 		if st, err := os.Stat(path); err == nil && st.Mode()&os.ModeSocket != 0 {
-			return nil
+			// The file appears at bind(); a connect before listen() is
+			// refused, and QEMU does not retry, so wait for listen().
+			if listening, ok := unixListening("/proc/net/unix", path); listening || !ok {
+				return nil
+			}
 		}
 		select {
 		case <-p.done:
@@ -243,6 +247,25 @@ func waitSocket(ctx context.Context, path string, p *process) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+		}
+	}
+}
+
+// dialQMP connects to QEMU's QMP socket. The socket file appears at
+// bind(), a moment before QEMU listens, so a refused connection is retried
+// while QEMU runs.
+func dialQMP(ctx context.Context, path string, p *process) (*qmp.Client, error) {
+	for {
+		c, err := qmp.Dial(ctx, path)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+			return c, err
+		}
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("qemu exited while connecting to QMP: %w", err)
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
