@@ -41,6 +41,7 @@ type config struct {
 	tag       string
 
 	vsock    VsockListener
+	vsockSet bool // WithVsock given; otherwise the default backend
 	guestCID uint64
 
 	workDir     string
@@ -63,7 +64,6 @@ func defaultConfig() config {
 		cpus:         1,
 		maxCPUs:      DefaultMaxCPUs,
 		tag:          DefaultTag,
-		vsock:        defaultVsock,
 		guestCID:     DefaultGuestCID,
 		startTimeout: 30 * time.Second,
 		stopTimeout:  5 * time.Second,
@@ -170,7 +170,7 @@ func WithSharedDir(dir, tag string) Option {
 // WithVsock sets how the vhost-user-vsock backend is started; nil leaves
 // the VM without a vsock device.
 func WithVsock(l VsockListener) Option {
-	return func(c *config) error { c.vsock = l; return nil }
+	return func(c *config) error { c.vsock, c.vsockSet = l, true; return nil }
 }
 
 // WithGuestCID sets the guest's vsock context id.

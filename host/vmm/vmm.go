@@ -39,9 +39,6 @@ type VsockBackend interface {
 // must be listening when it returns: QEMU does not retry the connection.
 type VsockListener func(vhostSocket, udsPath string, guestCID uint64) (VsockBackend, error)
 
-// defaultVsock is the backend used when no WithVsock option is given.
-var defaultVsock VsockListener
-
 // VM is a running QEMU guest and the helpers it needs.
 type VM struct {
 	cfg     config
@@ -80,6 +77,9 @@ func Start(ctx context.Context, opts ...Option) (_ *VM, err error) {
 		if err := o(&cfg); err != nil {
 			return nil, fmt.Errorf("vmm: %w", err)
 		}
+	}
+	if !cfg.vsockSet {
+		cfg.vsock = defaultVsock(cfg.log)
 	}
 	if err := checkFiles(&cfg); err != nil {
 		return nil, fmt.Errorf("vmm: %w", err)

@@ -315,22 +315,26 @@ func (s *suite) testVirtiofsWrite(t *testing.T) {
 }
 
 func (s *suite) testFIPS(t *testing.T) {
-	cid := s.sleeperContainer(t)
-	out, st := s.exec(t, cid, false, "cat", "/proc/sys/crypto/fips_enabled")
-	if st != 0 || strings.TrimSpace(out) != "1" {
-		t.Errorf("fips_enabled = %q (status %d), want 1", out, st)
-	}
-	r, err := s.cli.Agent.GetGuestDetails(rpcCtx(t), &pb.GuestDetailsRequest{MemBlockSize: true})
-	check(t, "GetGuestDetails", err)
-	var fips bool
-	for _, f := range r.GetAgentDetails().GetExtraFeatures() {
-		if strings.Contains(strings.ToLower(f), "fips") {
-			fips = true
+	t.Run("KernelFipsEnabled", func(t *testing.T) {
+		cid := s.sleeperContainer(t)
+		out, st := s.exec(t, cid, false, "cat", "/proc/sys/crypto/fips_enabled")
+		if st != 0 || strings.TrimSpace(out) != "1" {
+			t.Errorf("fips_enabled = %q (status %d), want 1", out, st)
 		}
-	}
-	if !fips {
-		t.Errorf("GetGuestDetails does not report FIPS: agent details %v", r.GetAgentDetails())
-	}
+	})
+	t.Run("GuestDetailsReportsFIPS", func(t *testing.T) {
+		r, err := s.cli.Agent.GetGuestDetails(rpcCtx(t), &pb.GuestDetailsRequest{MemBlockSize: true})
+		check(t, "GetGuestDetails", err)
+		var fips bool
+		for _, f := range r.GetAgentDetails().GetExtraFeatures() {
+			if strings.Contains(strings.ToLower(f), "fips") {
+				fips = true
+			}
+		}
+		if !fips {
+			t.Errorf("GetGuestDetails does not report FIPS in extra_features: agent details %v", r.GetAgentDetails())
+		}
+	})
 }
 
 func (s *suite) memTotalKiB(t *testing.T) uint64 {
@@ -354,45 +358,56 @@ func (s *suite) memTotalKiB(t *testing.T) uint64 {
 
 func (s *suite) testMemoryHotplug(t *testing.T) {
 	const size = 256 << 20
-	before := s.memTotalKiB(t)
-	ctx := rpcCtx(t)
-	plugged := time.Now()
-	id, err := s.vm.HotplugMemory(ctx, size)
-	if err != nil {
-		t.Fatalf("QMP hot-plug: %v", err)
-	}
-	devs, err := s.vm.QMP().QueryMemoryDevices(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found bool
-	for _, d := range devs {
-		found = found || (d.Data.ID == id && d.Data.Size == size)
-	}
-	if !found {
+	var before uint64
+	t.Run("MemTotalBefore", func(t *testing.T) { before = s.memTotalKiB(t) })
+	var plugged time.Time
+	t.Run("QMPAddDIMM", func(t *testing.T) {
+		ctx := rpcCtx(t)
+		plugged = time.Now()
+		id, err := s.vm.HotplugMemory(ctx, size)
+		if err != nil {
+			t.Fatalf("QMP hot-plug: %v", err)
+		}
+		devs, err := s.vm.QMP().QueryMemoryDevices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range devs {
+			if d.Data.ID == id && d.Data.Size == size {
+				return
+			}
+		}
 		t.Errorf("query-memory-devices has no %s of %d bytes: %+v", id, size, devs)
-	}
-	// Uevent onlining: MemTotal must grow without any call from us.
+	})
 	want := before + size/1024
-	deadline := time.Now().Add(30 * time.Second)
-	var now uint64
-	for {
-		now = s.memTotalKiB(t)
-		if now >= want {
-			t.Logf("MemTotal %d -> %d KiB %v after device_add", before, now, time.Since(plugged).Round(time.Millisecond))
-			break
+	t.Run("MemTotalGrowsByUevent", func(t *testing.T) {
+		if before == 0 || plugged.IsZero() {
+			t.Fatal("needs MemTotalBefore and QMPAddDIMM")
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("MemTotal %d KiB 30s after hot-plugging %d MiB, want %d (blocks not onlined by uevent)", now, size>>20, want)
-			break
+		// Uevent onlining: MemTotal must grow without any call from us.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			now := s.memTotalKiB(t)
+			if now >= want {
+				t.Logf("MemTotal %d -> %d KiB %v after device_add", before, now, time.Since(plugged).Round(time.Millisecond))
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("MemTotal %d KiB 30s after hot-plugging %d MiB, want %d (blocks not onlined by uevent)", now, size>>20, want)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	_, err = s.cli.Agent.OnlineCPUMem(rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true})
-	check(t, "OnlineCPUMem", err)
-	if after := s.memTotalKiB(t); after < want {
-		t.Errorf("MemTotal %d KiB after OnlineCPUMem, want at least %d", after, want)
-	}
+	})
+	t.Run("OnlineCPUMem", func(t *testing.T) {
+		_, err := s.cli.Agent.OnlineCPUMem(rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true})
+		check(t, "OnlineCPUMem", err)
+		if before == 0 {
+			return
+		}
+		if after := s.memTotalKiB(t); after < want {
+			t.Errorf("MemTotal %d KiB after OnlineCPUMem, want at least %d", after, want)
+		}
+	})
 }
 
 func (s *suite) onlineCPUs(t *testing.T) string {
@@ -405,25 +420,28 @@ func (s *suite) onlineCPUs(t *testing.T) string {
 }
 
 func (s *suite) testCPUHotplug(t *testing.T) {
-	if before := s.onlineCPUs(t); before != "0" {
-		t.Fatalf("online CPUs before hot-plug = %q, want 0", before)
-	}
-	if _, err := s.vm.HotplugCPU(rpcCtx(t)); err != nil {
-		t.Fatalf("QMP CPU hot-plug: %v", err)
-	}
-	_, err := s.cli.Agent.OnlineCPUMem(rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 1, CpuOnly: true})
-	check(t, "OnlineCPUMem(1 cpu)", err)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := s.onlineCPUs(t)
-		if got == "0-1" {
-			return
+	t.Run("QMPAddCPU", func(t *testing.T) {
+		if _, err := s.vm.HotplugCPU(rpcCtx(t)); err != nil {
+			t.Fatalf("QMP CPU hot-plug: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("online CPUs = %q after hot-plug and OnlineCPUMem, want 0-1", got)
+	})
+	t.Run("OnlineCPUMem", func(t *testing.T) {
+		_, err := s.cli.Agent.OnlineCPUMem(rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 1, CpuOnly: true})
+		check(t, "OnlineCPUMem(1 cpu)", err)
+	})
+	t.Run("CPUOnline", func(t *testing.T) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got := s.onlineCPUs(t)
+			if got == "0-1" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("online CPUs = %q after hot-plug and OnlineCPUMem, want 0-1", got)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	})
 }
 
 func (s *suite) testOOM(t *testing.T) {
