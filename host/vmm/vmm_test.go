@@ -87,7 +87,7 @@ func fakeOpts(t *testing.T) []Option {
 		WithQEMU(qemu), WithVirtiofsd(virtiofsd), WithKernel(kernel),
 		WithSharedDir(share, ""), WithVsock(fakeVsockListener),
 		WithStartTimeout(10 * time.Second), WithStopTimeout(2 * time.Second),
-		WithKeepWorkDir(),
+		WithWorkDir(t.TempDir()),
 	}
 }
 
@@ -138,7 +138,6 @@ func TestStartQMPAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	t.Cleanup(func() { os.RemoveAll(v.Dir()) })
 	st, err := v.QMP().QueryStatus(ctx)
 	if err != nil || !st.Running {
 		t.Fatalf("query-status = %+v, %v", st, err)
@@ -202,15 +201,15 @@ func TestCloseKillsEverything(t *testing.T) {
 		t.Errorf("ExitCode of a QEMU that ignored SIGTERM: %v, want ErrKilled", err)
 	}
 	if _, err := os.Stat(v.Dir()); err != nil {
-		t.Errorf("kept work dir: %v", err)
+		t.Errorf("given work dir removed: %v", err)
 	}
-	os.RemoveAll(v.Dir())
 }
 
 func TestContextCancelTearsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	opts := append(fakeOpts(t), func(c *config) error { c.keepWorkDir = false; return nil })
+	// No work directory given: a temporary one, removed on teardown.
+	opts := append(fakeOpts(t), func(c *config) error { c.workDir = ""; return nil })
 	v, err := Start(ctx, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -233,8 +232,7 @@ func TestContextCancelTearsDown(t *testing.T) {
 
 func TestStartFailsWhenQEMUExits(t *testing.T) {
 	t.Setenv("FAKE_QEMU_MODE", "fail")
-	opts := append(fakeOpts(t), func(c *config) error { c.keepWorkDir = false; return nil })
-	_, err := Start(context.Background(), opts...)
+	_, err := Start(context.Background(), fakeOpts(t)...)
 	if err == nil || !strings.Contains(err.Error(), "exited with status 1") || !strings.Contains(err.Error(), "-device bogus") {
 		t.Fatalf("err = %v; want the exit status and QEMU's output", err)
 	}
@@ -278,7 +276,8 @@ func fakeParent() {
 	os.WriteFile(kernel, nil, 0o644)
 	v, err := Start(context.Background(),
 		WithQEMU(filepath.Join(dir, "fake-qemu")), WithVirtiofsd(filepath.Join(dir, "fake-virtiofsd")),
-		WithKernel(kernel), WithSharedDir(dir, ""), WithVsock(fakeVsockListener))
+		WithKernel(kernel), WithSharedDir(dir, ""), WithVsock(fakeVsockListener),
+		WithWorkDir(filepath.Join(dir, "w")))
 	if err != nil {
 		fail("start: %v", err)
 	}
