@@ -493,4 +493,13 @@ func (s *suite) testDestroy(t *testing.T) {
 	if code != 0 {
 		t.Errorf("QEMU exit status %d after DestroySandbox, want 0", code)
 	}
+	// With -no-reboot a guest panic (panic=1) also ends QEMU with 0; the
+	// console tells a power-off from a panic.
+	console := s.vm.ConsoleTail(64 << 10)
+	if strings.Contains(console, "Kernel panic") {
+		t.Errorf("the guest panicked instead of powering off")
+	}
+	if !strings.Contains(console, "reboot: Power down") {
+		t.Errorf("no power-off message on the console")
+	}
 }
