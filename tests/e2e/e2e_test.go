@@ -327,12 +327,12 @@ func (s *suite) testFIPS(t *testing.T) {
 		check(t, "GetGuestDetails", err)
 		var fips bool
 		for _, f := range r.GetAgentDetails().GetExtraFeatures() {
-			if strings.Contains(strings.ToLower(f), "fips") {
+			if f == "fips" {
 				fips = true
 			}
 		}
 		if !fips {
-			t.Errorf("GetGuestDetails does not report FIPS in extra_features: agent details %v", r.GetAgentDetails())
+			t.Errorf(`GetGuestDetails has no "fips" in extra_features: agent details %v`, r.GetAgentDetails())
 		}
 	})
 }
