@@ -20,6 +20,8 @@ type fallback struct{ unimplemented }
 // handler type per concern.
 type agentService struct {
 	fallback
+	*storageHandlers
+	*networkHandlers
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -28,6 +30,20 @@ var _ pb.AgentServiceService = (*agentService)(nil)
 type Options struct {
 	// Log receives request failures and panics. Defaults to slog.Default().
 	Log *slog.Logger
+
+	// Storage serves UpdateEphemeralMounts (a *storage.Manager).
+	Storage EphemeralUpdater
+	// CopyFileRoot confines CopyFile; defaults to
+	// /run/kata-containers/shared/containers.
+	CopyFileRoot string
+	// SetTime and ReseedRandom default to the initsys system calls; tests
+	// replace them.
+	SetTime      func(sec, usec int64) error
+	ReseedRandom func(data []byte) error
+
+	// Network configures interfaces, routes, neighbours and iptables
+	// (agent/network.Manager). Nil leaves those methods Unimplemented.
+	Network Network
 }
 
 // Server serves the agent API on one listener.
@@ -47,7 +63,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
-	svc := &agentService{}
+	svc := &agentService{
+		storageHandlers: newStorageHandlers(opts),
+		networkHandlers: &networkHandlers{net: opts.Network},
+	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil

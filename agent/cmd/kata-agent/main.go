@@ -14,9 +14,14 @@ import (
 	"github.com/mdlayher/vsock"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
+	"github.com/sandbox-guest/sandbox-guest/agent/device"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
+	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/agent/storage"
+	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
 
@@ -26,6 +31,12 @@ func main() {
 
 func run() int {
 	isInit := os.Getpid() == 1
+	if isInit {
+		// The command line is in /proc, which PID 1 has to mount first.
+		if err := initsys.MountKernelFilesystems(nil); err != nil {
+			fmt.Fprintln(os.Stderr, "kata-agent:", err)
+		}
+	}
 
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	cfg, cfgErrs := config.Parse(string(cmdline))
@@ -36,6 +47,12 @@ func run() int {
 	slog.SetDefault(log)
 	for _, err := range cfgErrs {
 		log.Warn("configuration", "error", err)
+	}
+
+	// As PID 1 on its first start this moves to a root that allows
+	// pivot_root and re-executes the agent: it does not return then.
+	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log}); err != nil {
+		log.Error("system setup", "error", err)
 	}
 
 	fipsStatus, err := fips.Read("/proc")
@@ -68,7 +85,17 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
-	srv, err := server.New(server.Options{Log: log})
+	// Devices are waited for through uevents; the listener opens its
+	// socket on first use.
+	uevents := uevent.NewListener(nil, log)
+	storages := storage.New(storage.Config{
+		Devices: &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout},
+		Log:     log,
+	})
+	nw := network.New(network.Options{Log: log})
+	defer nw.Close()
+
+	srv, err := server.New(server.Options{Log: log, Storage: storages, Network: nw})
 	if err != nil {
 		log.Error("create server", "error", err)
 		return 1
@@ -85,12 +112,24 @@ func run() int {
 		}()
 	}
 
+	if err := initsys.StartDebugConsole(ctx, initsys.ConsoleOptions{
+		Enabled: cfg.DebugConsole, Port: cfg.DebugConsolePort, Log: log,
+	}); err != nil {
+		log.Warn("debug console", "error", err)
+	}
+
 	log.Info("serving", "addr", cfg.ServerAddr)
 	if err := srv.Serve(ctx, l); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}
 	log.Info("server stopped")
+	if isInit {
+		// Sync, unmount and power off; returns only if that failed.
+		if err := initsys.Shutdown(initsys.Options{IsInit: true, Log: log}); err != nil {
+			log.Error("shutdown", "error", err)
+		}
+	}
 	return 0
 }
 

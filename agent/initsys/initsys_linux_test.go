@@ -1,0 +1,458 @@
+package initsys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// fakeSys records what Setup does to a pretend system.
+type fakeSys struct {
+	calls   []string
+	mounts  []fakeMount // in mount order
+	files   map[string][]byte
+	links   map[string]string
+	dirs    map[string]bool
+	execErr error
+	failOn  map[string]error // call prefix -> error
+}
+
+type fakeMount struct{ point, fstype string }
+
+var errExec = errors.New("exec reached")
+
+func newFakeSys(rootFSType string) *fakeSys {
+	f := &fakeSys{files: map[string][]byte{}, links: map[string]string{}, dirs: map[string]bool{}, execErr: errExec, failOn: map[string]error{}}
+	f.mounts = []fakeMount{{"/", rootFSType}}
+	return f
+}
+
+func (f *fakeSys) rec(format string, args ...any) error {
+	c := fmt.Sprintf(format, args...)
+	f.calls = append(f.calls, c)
+	for p, err := range f.failOn {
+		if strings.HasPrefix(c, p) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeSys) isMounted(p string) bool {
+	for _, m := range f.mounts {
+		if m.point == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeSys) Mount(source, target, fstype string, flags uintptr, data string) error {
+	if err := f.rec("mount %s %s %s %#x %s", source, target, fstype, flags, data); err != nil {
+		return err
+	}
+	switch {
+	case flags&unix.MS_MOVE != 0:
+		for i := range f.mounts {
+			if f.mounts[i].point == source {
+				f.mounts[i].point = target
+			}
+		}
+	case flags&unix.MS_BIND != 0:
+		f.mounts = append(f.mounts, fakeMount{target, "bind"})
+	default:
+		f.mounts = append(f.mounts, fakeMount{target, fstype})
+	}
+	return nil
+}
+
+func (f *fakeSys) Unmount(target string, flags int) error {
+	return f.rec("umount %s", target)
+}
+
+func (f *fakeSys) FSType(path string) (int64, error) {
+	if path == "/proc" && f.isMounted("/proc") {
+		return procMagic, nil
+	}
+	return ramfsMagic, nil
+}
+
+func (f *fakeSys) MkdirAll(path string, perm os.FileMode) error { f.dirs[path] = true; return nil }
+func (f *fakeSys) Symlink(o, n string) error {
+	if err := f.rec("symlink %s %s", o, n); err != nil {
+		return err
+	}
+	f.links[n] = o
+	return nil
+}
+func (f *fakeSys) Remove(path string) error {
+	delete(f.files, path)
+	return f.rec("remove %s", path)
+}
+
+type fakeInfo struct {
+	fs.FileInfo
+	mode fs.FileMode
+}
+
+func (i fakeInfo) Mode() fs.FileMode { return i.mode }
+
+func (f *fakeSys) Lstat(path string) (os.FileInfo, error) {
+	if _, ok := f.links[path]; ok {
+		return fakeInfo{mode: fs.ModeSymlink}, nil
+	}
+	if _, ok := f.files[path]; ok {
+		return fakeInfo{mode: fs.ModeCharDevice}, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+func (f *fakeSys) ReadFile(path string) ([]byte, error) {
+	if path == "/proc/self/mountinfo" {
+		if !f.isMounted("/proc") {
+			return nil, fs.ErrNotExist
+		}
+		var b strings.Builder
+		for i, m := range f.mounts {
+			fmt.Fprintf(&b, "%d 1 0:%d / %s rw - %s %s rw\n", i+1, i+1, m.point, m.fstype, m.fstype)
+		}
+		return []byte(b.String()), nil
+	}
+	if d, ok := f.files[path]; ok {
+		return d, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+func (f *fakeSys) WriteFile(path string, data []byte) error {
+	f.files[path] = data
+	return f.rec("write %s %s", path, data)
+}
+func (f *fakeSys) Chdir(dir string) error  { return f.rec("chdir %s", dir) }
+func (f *fakeSys) Chroot(dir string) error { return f.rec("chroot %s", dir) }
+func (f *fakeSys) Exec(path string, argv, env []string) error {
+	f.rec("exec %s %s env-marker=%v", path, strings.Join(argv, " "), slices.Contains(env, EnvNewRoot+"=1"))
+	return f.execErr
+}
+func (f *fakeSys) Sethostname(name string) error { return f.rec("hostname %s", name) }
+func (f *fakeSys) Setsid() error                 { return f.rec("setsid") }
+func (f *fakeSys) LinkUp(name string) error      { return f.rec("linkup %s", name) }
+func (f *fakeSys) Sync()                         { f.rec("sync") }
+func (f *fakeSys) PowerOff() error               { return f.rec("poweroff") }
+func (f *fakeSys) LoadModuleFile(path, params string) error {
+	return f.rec("finit %s %s", path, params)
+}
+func (f *fakeSys) RunModprobe(name string, params []string) error {
+	return f.rec("modprobe %s %s", name, strings.Join(params, " "))
+}
+func (f *fakeSys) KernelRelease() (string, error) { return "6.12.0", nil }
+
+func (f *fakeSys) has(t *testing.T, call string) {
+	t.Helper()
+	if !slices.Contains(f.calls, call) {
+		t.Fatalf("missing call %q in:\n%s", call, strings.Join(f.calls, "\n"))
+	}
+}
+
+func (f *fakeSys) hasPrefix(prefix string) bool {
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestSetupFirstStartMovesRootAndReexecs(t *testing.T) {
+	f := newFakeSys("rootfs")
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(),
+		Getenv: env(nil), Environ: func() []string { return []string{"PATH=/bin"} }, Args: []string{"/init"}})
+	if !errors.Is(err, errExec) {
+		t.Fatalf("err = %v, want the exec to be reached", err)
+	}
+	want := []string{
+		fmt.Sprintf("mount proc /proc proc %#x ", nosuidNodevNoexec),
+		fmt.Sprintf("mount sysfs /sys sysfs %#x ", nosuidNodevNoexec),
+		fmt.Sprintf("mount devtmpfs /dev devtmpfs %#x mode=0755", unix.MS_NOSUID),
+		fmt.Sprintf("mount / /newroot  %#x ", unix.MS_BIND),
+		fmt.Sprintf("mount /dev /newroot/dev  %#x ", unix.MS_MOVE),
+		fmt.Sprintf("mount /proc /newroot/proc  %#x ", unix.MS_MOVE),
+		fmt.Sprintf("mount /sys /newroot/sys  %#x ", unix.MS_MOVE),
+		"chdir /newroot",
+		fmt.Sprintf("mount . /  %#x ", unix.MS_MOVE),
+		"chroot .",
+		"chdir /",
+		"exec /proc/self/exe /init env-marker=true",
+	}
+	if !slices.Equal(f.calls, want) {
+		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(f.calls, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestSetupSecondStartFinishes(t *testing.T) {
+	f := newFakeSys("rootfs")
+	// After the move: the base filesystems are there, / is the bind.
+	f.mounts = append(f.mounts, fakeMount{"/dev", "devtmpfs"}, fakeMount{"/proc", "proc"}, fakeMount{"/sys", "sysfs"})
+	f.files["/dev/ptmx"] = nil // the devtmpfs character node
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Hostname: "sandbox", Sys: f, Log: quietLog(),
+		Getenv: env(map[string]string{EnvNewRoot: "1"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.hasPrefix("mount / /newroot") || f.hasPrefix("exec") {
+		t.Fatal("second start moved the root again")
+	}
+	if f.hasPrefix("mount proc /proc") {
+		t.Fatal("remounted /proc")
+	}
+	f.has(t, fmt.Sprintf("mount devpts /dev/pts devpts %#x newinstance,ptmxmode=0666,mode=0620,gid=5", unix.MS_NOSUID|unix.MS_NOEXEC))
+	f.has(t, fmt.Sprintf("mount shm /dev/shm tmpfs %#x mode=1777", unix.MS_NOSUID|unix.MS_NODEV))
+	f.has(t, fmt.Sprintf("mount tmpfs /run tmpfs %#x mode=0755", unix.MS_NOSUID|unix.MS_NODEV))
+	f.has(t, fmt.Sprintf("mount cgroup2 /sys/fs/cgroup cgroup2 %#x ", nosuidNodevNoexec))
+	f.has(t, "remove /dev/ptmx")
+	f.has(t, "symlink pts/ptmx /dev/ptmx")
+	f.has(t, "setsid")
+	f.has(t, "linkup lo")
+	f.has(t, "hostname sandbox")
+	f.has(t, "write /proc/self/oom_score_adj -997")
+
+	// Idempotent: running again mounts nothing new.
+	n := len(f.mounts)
+	if err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(), Getenv: env(map[string]string{EnvNewRoot: "1"})}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.mounts) != n {
+		t.Fatalf("second Setup mounted again: %v", f.mounts[n:])
+	}
+}
+
+func TestSetupRootWithParentIsKept(t *testing.T) {
+	f := newFakeSys("ext4")
+	if err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(), Getenv: env(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if f.hasPrefix("mount / /newroot") || f.hasPrefix("exec") {
+		t.Fatal("moved a root that allows pivot_root")
+	}
+}
+
+func TestSetupNotInit(t *testing.T) {
+	f := newFakeSys("ext4")
+	if err := Setup(Options{IsInit: false, Sys: f, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"write /proc/self/oom_score_adj -997"}
+	if !slices.Equal(f.calls, want) {
+		t.Fatalf("non-init did %v", f.calls)
+	}
+}
+
+func TestSetupReportsMountFailure(t *testing.T) {
+	f := newFakeSys("rootfs")
+	f.failOn["mount sysfs"] = unix.ENODEV
+	err := Setup(Options{IsInit: true, Sys: f, Log: quietLog(), Getenv: env(nil)})
+	if !errors.Is(err, unix.ENODEV) || !strings.Contains(err.Error(), "/sys") {
+		t.Fatalf("err = %v", err)
+	}
+	if f.hasPrefix("exec") {
+		t.Fatal("went on after a failed base mount")
+	}
+}
+
+const procCgroups = `#subsys_name	hierarchy	num_cgroups	enabled
+cpuset	0	1	1
+cpu	0	1	1
+cpuacct	0	1	1
+blkio	0	1	1
+memory	0	1	1
+devices	0	1	1
+freezer	0	1	1
+net_cls	0	1	1
+perf_event	0	1	1
+net_prio	0	1	1
+hugetlb	0	1	1
+pids	0	1	1
+rdma	0	1	0
+bad/name	0	1	1
+`
+
+func TestV1Hierarchies(t *testing.T) {
+	var names []string
+	for _, h := range V1Hierarchies([]byte(procCgroups)) {
+		names = append(names, h.Name)
+		if h.Name == "cpu,cpuacct" && !slices.Equal(h.Links, []string{"cpu", "cpuacct"}) {
+			t.Fatalf("links %v", h.Links)
+		}
+	}
+	want := []string{"blkio", "cpu,cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "net_cls,net_prio", "perf_event", "pids"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("hierarchies %v, want %v", names, want)
+	}
+}
+
+func TestSetupCgroupV1(t *testing.T) {
+	f := newFakeSys("ext4")
+	f.files["/proc/cgroups"] = []byte(procCgroups)
+	if err := Setup(Options{IsInit: true, UnifiedCgroups: false, Sys: f, Log: quietLog(), Getenv: env(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	f.has(t, fmt.Sprintf("mount tmpfs /sys/fs/cgroup tmpfs %#x mode=0755", nosuidNodevNoexec))
+	f.has(t, fmt.Sprintf("mount cgroup /sys/fs/cgroup/memory cgroup %#x memory", nosuidNodevNoexec))
+	f.has(t, fmt.Sprintf("mount cgroup /sys/fs/cgroup/cpu,cpuacct cgroup %#x cpu,cpuacct", nosuidNodevNoexec))
+	f.has(t, "symlink cpu,cpuacct /sys/fs/cgroup/cpu")
+	if f.hasPrefix("mount cgroup2") {
+		t.Fatal("mounted cgroup2 in v1 mode")
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	f := newFakeSys("ext4")
+	f.mounts = append(f.mounts, fakeMount{"/proc", "proc"}, fakeMount{"/run", "tmpfs"}, fakeMount{"/run/kata-containers/shared/containers", "virtiofs"})
+	if err := Shutdown(Options{IsInit: true, Sys: f, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sync", "umount /run/kata-containers/shared/containers", "umount /proc", "umount /run", "sync", "poweroff"}
+	// /proc and /run have the same depth; only the relative order of the
+	// share before /run and poweroff last matter.
+	if f.calls[0] != "sync" || f.calls[len(f.calls)-1] != "poweroff" || f.calls[1] != want[1] || len(f.calls) != len(want) {
+		t.Fatalf("calls %v", f.calls)
+	}
+	g := newFakeSys("ext4")
+	if err := Shutdown(Options{IsInit: false, Sys: g, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(g.calls, []string{"sync"}) {
+		t.Fatalf("non-init shutdown did %v", g.calls)
+	}
+}
+
+func TestLoadModules(t *testing.T) {
+	f := newFakeSys("ext4")
+	if err := LoadModules(f, []Module{{Name: "vfio_pci"}}); !errors.Is(err, ErrNoModuleSupport) || !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("no /proc/modules: %v", err)
+	}
+	f.files["/proc/modules"] = nil
+	for _, bad := range []Module{{Name: ""}, {Name: "../x"}, {Name: "m", Params: []string{"a b"}}, {Name: "m", Params: []string{"=v"}}} {
+		if err := LoadModules(f, []Module{bad}); !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("%+v: %v", bad, err)
+		}
+	}
+	f.files["/lib/modules/6.12.0/modules.dep"] = []byte(
+		"kernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/drivers/vfio/pci/vfio-pci-core.ko.xz kernel/drivers/vfio/vfio.ko.xz\n" +
+			"kernel/drivers/vfio/vfio.ko.xz:\n")
+	if err := LoadModules(f, []Module{{Name: "vfio-pci", Params: []string{"ids=1af4:1041", "nointxmask=1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var finits []string
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "finit") {
+			finits = append(finits, c)
+		}
+	}
+	want := []string{
+		"finit /lib/modules/6.12.0/kernel/drivers/vfio/vfio.ko.xz ",
+		"finit /lib/modules/6.12.0/kernel/drivers/vfio/pci/vfio-pci-core.ko.xz ",
+		"finit /lib/modules/6.12.0/kernel/drivers/vfio/pci/vfio-pci.ko.xz ids=1af4:1041 nointxmask=1",
+	}
+	if !slices.Equal(finits, want) {
+		t.Fatalf("loads:\n%s", strings.Join(finits, "\n"))
+	}
+	if err := LoadModules(f, []Module{{Name: "nosuch"}}); !errdefs.IsNotFound(err) {
+		t.Fatalf("unknown module: %v", err)
+	}
+	// With modprobe in the image, it is used.
+	f.files[modprobePath] = nil
+	if err := LoadModules(f, []Module{{Name: "dummy", Params: []string{"numdummies=2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.has(t, "modprobe dummy numdummies=2")
+}
+
+func TestSetHostnameValidates(t *testing.T) {
+	f := newFakeSys("ext4")
+	for _, bad := range []string{"", strings.Repeat("a", 65), "a b", "x/y"} {
+		if err := SetHostname(f, bad); err == nil {
+			t.Fatalf("hostname %q accepted", bad)
+		}
+	}
+	if err := SetHostname(f, "pod-1.example"); err != nil {
+		t.Fatal(err)
+	}
+	f.has(t, "hostname pod-1.example")
+}
+
+func TestDebugConsoleShell(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	if _, err := os.Stat("/dev/ptmx"); err != nil {
+		t.Skip("no /dev/ptmx")
+	}
+	sock := filepath.Join(t.TempDir(), "console.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := StartDebugConsole(ctx, ConsoleOptions{Enabled: true, Port: 1026, Log: quietLog(),
+		Listen: func(port uint32) (net.Listener, error) { return net.Listen("unix", sock) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("echo con$((40+2))sole\nexit\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(c)
+	if !strings.Contains(string(out), "con42sole") {
+		t.Fatalf("shell output %q", out)
+	}
+}
+
+func TestDebugConsoleOffOrNoShell(t *testing.T) {
+	listened := false
+	l := func(uint32) (net.Listener, error) { listened = true; return nil, errors.New("no") }
+	if err := StartDebugConsole(context.Background(), ConsoleOptions{Enabled: false, Port: 1026, Listen: l}); err != nil || listened {
+		t.Fatal("disabled console listened")
+	}
+	if err := StartDebugConsole(context.Background(), ConsoleOptions{Enabled: true, Port: 1026, Shell: "/nonexistent/sh", Listen: l, Log: quietLog()}); err != nil || listened {
+		t.Fatal("console without a shell listened")
+	}
+}
+
+func TestReseedRandomForReal(t *testing.T) {
+	if _, err := os.Stat(RandomDevice); err != nil {
+		t.Skip("no random device")
+	}
+	// Mixing in bytes is harmless; as root they are also credited.
+	if err := ReseedRandom([]byte("some host entropy for the guest pool")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSetTimeValidates(t *testing.T) {
+	for _, c := range [][2]int64{{-1, 0}, {0, -1}, {0, 1_000_000}} {
+		if err := SetTime(c[0], c[1]); !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("SetTime(%d, %d) = %v", c[0], c[1], err)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package initsys
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Real is the Sys of the running system.
+type Real struct{}
+
+var _ Sys = Real{}
+
+func (Real) Mount(source, target, fstype string, flags uintptr, data string) error {
+	return unix.Mount(source, target, fstype, flags, data)
+}
+func (Real) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
+func (Real) FSType(path string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: path, Err: err}
+	}
+	return int64(st.Type), nil
+}
+func (Real) MkdirAll(path string, perm os.FileMode) error { return os.MkdirAll(path, perm) }
+func (Real) Symlink(oldname, newname string) error        { return os.Symlink(oldname, newname) }
+func (Real) Remove(path string) error                     { return os.Remove(path) }
+func (Real) Lstat(path string) (os.FileInfo, error)       { return os.Lstat(path) }
+func (Real) ReadFile(path string) ([]byte, error)         { return os.ReadFile(path) }
+func (Real) WriteFile(path string, data []byte) error {
+	// No O_CREAT: the targets are procfs/sysfs files that must exist.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+func (Real) Chdir(dir string) error  { return unix.Chdir(dir) }
+func (Real) Chroot(dir string) error { return unix.Chroot(dir) }
+func (Real) Exec(path string, argv, env []string) error {
+	return unix.Exec(path, argv, env)
+}
+func (Real) Sethostname(name string) error { return unix.Sethostname([]byte(name)) }
+func (Real) Setsid() error {
+	_, err := unix.Setsid()
+	return err
+}
+
+// LinkUp sets IFF_UP on an interface with the classic ioctl: lighter than
+// a netlink round trip for the one link PID 1 needs.
+func (Real) LinkUp(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get flags of %s: %w", name, err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+func (Real) Sync()           { unix.Sync() }
+func (Real) PowerOff() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) }
+
+// moduleInitCompressedFile lets the kernel decompress .ko.xz/.ko.zst/.ko.gz
+// itself (MODULE_INIT_COMPRESSED_FILE).
+const moduleInitCompressedFile = 4
+
+func (Real) LoadModuleFile(path, params string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	flags := 0
+	if !strings.HasSuffix(path, ".ko") {
+		flags = moduleInitCompressedFile
+	}
+	if err := unix.FinitModule(int(f.Fd()), params, flags); err != nil {
+		return fmt.Errorf("finit_module %s: %w", path, err)
+	}
+	return nil
+}
+
+func (Real) RunModprobe(name string, params []string) error {
+	out, err := exec.Command(modprobePath, append([]string{name}, params...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", modprobePath, name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (Real) KernelRelease() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	return unix.ByteSliceToString(u.Release[:]), nil
+}

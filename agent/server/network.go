@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
+)
+
+// Network is what the network handlers need; *network.Manager implements
+// it. Implementations validate their input and return errdefs-classed
+// errors.
+type Network interface {
+	UpdateInterface(ctx context.Context, iface *typespb.Interface) (*typespb.Interface, error)
+	UpdateRoutes(ctx context.Context, routes []*typespb.Route) ([]*typespb.Route, error)
+	ListInterfaces(ctx context.Context) ([]*typespb.Interface, error)
+	ListRoutes(ctx context.Context) ([]*typespb.Route, error)
+	AddARPNeighbors(ctx context.Context, neighs []*typespb.ARPNeighbor) error
+	GetIPTables(ctx context.Context, ipv6 bool) ([]byte, error)
+	SetIPTables(ctx context.Context, ipv6 bool, data []byte) ([]byte, error)
+}
+
+// networkHandlers serve the network methods. With no Network configured
+// they answer Unimplemented, like the fallback.
+type networkHandlers struct {
+	net Network
+}
+
+func (h *networkHandlers) UpdateInterface(ctx context.Context, req *pb.UpdateInterfaceRequest) (*typespb.Interface, error) {
+	if h.net == nil {
+		return nil, notImplemented("UpdateInterface")
+	}
+	if req.GetInterface() == nil {
+		return nil, fmt.Errorf("UpdateInterface: interface is missing: %w", errdefs.ErrInvalidArgument)
+	}
+	return h.net.UpdateInterface(ctx, req.GetInterface())
+}
+
+func (h *networkHandlers) UpdateRoutes(ctx context.Context, req *pb.UpdateRoutesRequest) (*pb.Routes, error) {
+	if h.net == nil {
+		return nil, notImplemented("UpdateRoutes")
+	}
+	// A missing list means an empty table, as upstream treats it.
+	rs, err := h.net.UpdateRoutes(ctx, req.GetRoutes().GetRoutes())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Routes{Routes: rs}, nil
+}
+
+func (h *networkHandlers) ListInterfaces(ctx context.Context, _ *pb.ListInterfacesRequest) (*pb.Interfaces, error) {
+	if h.net == nil {
+		return nil, notImplemented("ListInterfaces")
+	}
+	ifs, err := h.net.ListInterfaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Interfaces{Interfaces: ifs}, nil
+}
+
+func (h *networkHandlers) ListRoutes(ctx context.Context, _ *pb.ListRoutesRequest) (*pb.Routes, error) {
+	if h.net == nil {
+		return nil, notImplemented("ListRoutes")
+	}
+	rs, err := h.net.ListRoutes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Routes{Routes: rs}, nil
+}
+
+func (h *networkHandlers) AddARPNeighbors(ctx context.Context, req *pb.AddARPNeighborsRequest) (*emptypb.Empty, error) {
+	if h.net == nil {
+		return nil, notImplemented("AddARPNeighbors")
+	}
+	if err := h.net.AddARPNeighbors(ctx, req.GetNeighbors().GetARPNeighbors()); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (h *networkHandlers) GetIPTables(ctx context.Context, req *pb.GetIPTablesRequest) (*pb.GetIPTablesResponse, error) {
+	if h.net == nil {
+		return nil, notImplemented("GetIPTables")
+	}
+	data, err := h.net.GetIPTables(ctx, req.GetIsIpv6())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetIPTablesResponse{Data: data}, nil
+}
+
+func (h *networkHandlers) SetIPTables(ctx context.Context, req *pb.SetIPTablesRequest) (*pb.SetIPTablesResponse, error) {
+	if h.net == nil {
+		return nil, notImplemented("SetIPTables")
+	}
+	data, err := h.net.SetIPTables(ctx, req.GetIsIpv6(), req.GetData())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.SetIPTablesResponse{Data: data}, nil
+}
