@@ -148,8 +148,9 @@ func Start(ctx context.Context, opts ...Option) (_ *VM, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vmm: %w", err)
 	}
-	v.stopCtx = context.AfterFunc(ctx, func() { v.Close() })
 
+	// Until Start returns, ctx bounds each wait below and a failure tears
+	// down through the deferred Close; afterwards ctx ending does.
 	wctx, cancel := context.WithTimeout(ctx, cfg.startTimeout)
 	defer cancel()
 	if err := waitSocket(wctx, v.paths.qmp, v.qemu); err != nil {
@@ -160,6 +161,7 @@ func Start(ctx context.Context, opts ...Option) (_ *VM, err error) {
 		return nil, fmt.Errorf("vmm: %w", err)
 	}
 	v.qmpCli = c
+	v.stopCtx = context.AfterFunc(ctx, func() { v.Close() })
 	cfg.log.Info("qemu started", "pid", v.qemu.pid(), "dir", v.dir)
 	return v, nil
 }
