@@ -313,3 +313,12 @@ func TestHelpersDieWithParent(t *testing.T) {
 	waitGone(t, "qemu", qpid)
 	waitGone(t, "virtiofsd", vpid)
 }
+
+func TestStartWithCancelledContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	v, err := Start(ctx, fakeOpts(t)...)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start with a cancelled context: %v, %v", v, err)
+	}
+}
