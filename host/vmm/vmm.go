@@ -319,8 +319,34 @@ func (v *VM) Wait(ctx context.Context) (int, error) {
 	case <-v.qemu.done:
 		return v.qemu.exitCode()
 	case <-ctx.Done():
+		// A context bound to this VM ends because QEMU exited: report that.
+		select {
+		case <-v.qemu.done:
+			return v.qemu.exitCode()
+		default:
+		}
 		return -1, fmt.Errorf("wait for qemu: %w", ctx.Err())
 	}
+}
+
+// Bound returns a context that also ends, with cause ErrNotRunning, when
+// QEMU exits: waits on the guest (boot, RPCs) then stop at once instead of
+// running into their timeout.
+func (v *VM) Bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-v.qemu.done:
+			code, err := v.qemu.exitCode()
+			if err != nil {
+				cancel(fmt.Errorf("%w: %w", ErrNotRunning, err))
+			} else {
+				cancel(fmt.Errorf("%w: exited with status %d", ErrNotRunning, code))
+			}
+		case <-bctx.Done():
+		}
+	}()
+	return bctx, func() { cancel(context.Canceled) }
 }
 
 // ExitCode is QEMU's exit status after it exited; see Wait.

@@ -322,3 +322,22 @@ func TestStartWithCancelledContext(t *testing.T) {
 		t.Fatalf("Start with a cancelled context: %v, %v", v, err)
 	}
 }
+
+func TestBoundEndsWhenQEMUExits(t *testing.T) {
+	t.Setenv("FAKE_QEMU_MODE", "exit3")
+	v, err := Start(context.Background(), fakeOpts(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	ctx, cancel := v.Bound(context.Background())
+	defer cancel()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("bound context still alive after QEMU exited")
+	}
+	if cause := context.Cause(ctx); !errors.Is(cause, ErrNotRunning) || !strings.Contains(cause.Error(), "status 3") {
+		t.Errorf("cause = %v, want ErrNotRunning with status 3", cause)
+	}
+}

@@ -68,9 +68,11 @@ type suite struct {
 	sleeper string // a long-running container for execs
 }
 
-func rpcCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
-	t.Cleanup(cancel)
+// rpcCtx bounds one step: rpcTimeout, or until QEMU exits.
+func (s *suite) rpcCtx(t *testing.T) context.Context {
+	bctx, bcancel := s.vm.Bound(context.Background())
+	ctx, cancel := context.WithTimeout(bctx, rpcTimeout)
+	t.Cleanup(func() { cancel(); bcancel() })
 	return ctx
 }
 
@@ -134,11 +136,13 @@ func TestE2E(t *testing.T) {
 	}
 
 	s := &suite{vm: vm, share: share, bb: bb}
-	bctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	vctx, vcancel := vm.Bound(ctx)
+	defer vcancel()
+	bctx, cancel := context.WithTimeout(vctx, bootTimeout)
 	defer cancel()
 	cli, err := agentclient.Dial(bctx, vm.AgentAddress(agentPort))
 	if err != nil {
-		t.Fatalf("agent not reachable at %s: %v", vm.AgentAddress(agentPort), err)
+		t.Fatalf("agent not reachable at %s (%v): %v", vm.AgentAddress(agentPort), context.Cause(bctx), err)
 	}
 	s.cli = cli
 	t.Cleanup(func() { cli.Close() })
@@ -149,7 +153,7 @@ func TestE2E(t *testing.T) {
 			break
 		}
 		if bctx.Err() != nil {
-			t.Fatalf("agent never became healthy: last %v, %v", r, err)
+			t.Fatalf("agent never became healthy (%v): last %v, %v", context.Cause(bctx), r, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -168,7 +172,7 @@ func TestE2E(t *testing.T) {
 }
 
 func (s *suite) testHealth(t *testing.T) {
-	r, err := s.cli.Health.Check(rpcCtx(t), &pb.CheckRequest{})
+	r, err := s.cli.Health.Check(s.rpcCtx(t), &pb.CheckRequest{})
 	check(t, "Check", err)
 	if r.Status != pb.HealthCheckResponse_SERVING {
 		t.Errorf("health = %v, want SERVING", r.Status)
@@ -176,7 +180,7 @@ func (s *suite) testHealth(t *testing.T) {
 }
 
 func (s *suite) testCreateSandbox(t *testing.T) {
-	_, err := s.cli.Agent.CreateSandbox(rpcCtx(t), &pb.CreateSandboxRequest{
+	_, err := s.cli.Agent.CreateSandbox(s.rpcCtx(t), &pb.CreateSandboxRequest{
 		Hostname:  sandboxID,
 		SandboxId: sandboxID,
 		Storages:  fixture.SandboxStorages(),
@@ -191,7 +195,7 @@ func (s *suite) createContainer(t *testing.T, cid string, args []string, opts ..
 	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, cid), s.bb); err != nil {
 		t.Fatal(err)
 	}
-	ctx := rpcCtx(t)
+	ctx := s.rpcCtx(t)
 	start := time.Now()
 	_, err := s.cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
 		ContainerId: cid,
@@ -207,7 +211,7 @@ func (s *suite) createContainer(t *testing.T, cid string, args []string, opts ..
 // readStdout reads a process's stdout until the agent returns no data.
 func (s *suite) readStdout(t *testing.T, cid, execID string) string {
 	t.Helper()
-	ctx := rpcCtx(t)
+	ctx := s.rpcCtx(t)
 	var out bytes.Buffer
 	for {
 		r, err := s.cli.Agent.ReadStdout(ctx, &pb.ReadStreamRequest{ContainerId: cid, ExecId: execID, Len: 16 << 10})
@@ -224,14 +228,14 @@ func (s *suite) readStdout(t *testing.T, cid, execID string) string {
 
 func (s *suite) wait(t *testing.T, cid, execID string) int32 {
 	t.Helper()
-	r, err := s.cli.Agent.WaitProcess(rpcCtx(t), &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
+	r, err := s.cli.Agent.WaitProcess(s.rpcCtx(t), &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
 	check(t, "WaitProcess", err)
 	return r.Status
 }
 
 func (s *suite) remove(t *testing.T, cid string) {
 	t.Helper()
-	_, err := s.cli.Agent.RemoveContainer(rpcCtx(t), &pb.RemoveContainerRequest{ContainerId: cid, Timeout: 10})
+	_, err := s.cli.Agent.RemoveContainer(s.rpcCtx(t), &pb.RemoveContainerRequest{ContainerId: cid, Timeout: 10})
 	check(t, "RemoveContainer "+cid, err)
 }
 
@@ -274,7 +278,7 @@ func (s *suite) exec(t *testing.T, cid string, tty bool, args ...string) (string
 	execSeq.n++
 	id := fmt.Sprintf("exec%d", execSeq.n)
 	execSeq.Unlock()
-	_, err := s.cli.Agent.ExecProcess(rpcCtx(t), &pb.ExecProcessRequest{
+	_, err := s.cli.Agent.ExecProcess(s.rpcCtx(t), &pb.ExecProcessRequest{
 		ContainerId: cid,
 		ExecId:      id,
 		Process:     fixture.Process(tty, args...),
@@ -323,7 +327,7 @@ func (s *suite) testFIPS(t *testing.T) {
 		}
 	})
 	t.Run("GuestDetailsReportsFIPS", func(t *testing.T) {
-		r, err := s.cli.Agent.GetGuestDetails(rpcCtx(t), &pb.GuestDetailsRequest{MemBlockSize: true})
+		r, err := s.cli.Agent.GetGuestDetails(s.rpcCtx(t), &pb.GuestDetailsRequest{MemBlockSize: true})
 		check(t, "GetGuestDetails", err)
 		var fips bool
 		for _, f := range r.GetAgentDetails().GetExtraFeatures() {
@@ -362,7 +366,7 @@ func (s *suite) testMemoryHotplug(t *testing.T) {
 	t.Run("MemTotalBefore", func(t *testing.T) { before = s.memTotalKiB(t) })
 	var plugged time.Time
 	t.Run("QMPAddDIMM", func(t *testing.T) {
-		ctx := rpcCtx(t)
+		ctx := s.rpcCtx(t)
 		plugged = time.Now()
 		id, err := s.vm.HotplugMemory(ctx, size)
 		if err != nil {
@@ -399,7 +403,7 @@ func (s *suite) testMemoryHotplug(t *testing.T) {
 		}
 	})
 	t.Run("OnlineCPUMem", func(t *testing.T) {
-		_, err := s.cli.Agent.OnlineCPUMem(rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true})
+		_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true})
 		check(t, "OnlineCPUMem", err)
 		if before == 0 {
 			return
@@ -421,12 +425,12 @@ func (s *suite) onlineCPUs(t *testing.T) string {
 
 func (s *suite) testCPUHotplug(t *testing.T) {
 	t.Run("QMPAddCPU", func(t *testing.T) {
-		if _, err := s.vm.HotplugCPU(rpcCtx(t)); err != nil {
+		if _, err := s.vm.HotplugCPU(s.rpcCtx(t)); err != nil {
 			t.Fatalf("QMP CPU hot-plug: %v", err)
 		}
 	})
 	t.Run("OnlineCPUMem", func(t *testing.T) {
-		_, err := s.cli.Agent.OnlineCPUMem(rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 1, CpuOnly: true})
+		_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 1, CpuOnly: true})
 		check(t, "OnlineCPUMem(1 cpu)", err)
 	})
 	t.Run("CPUOnline", func(t *testing.T) {
@@ -477,7 +481,7 @@ func (s *suite) testOOM(t *testing.T) {
 }
 
 func (s *suite) testDestroy(t *testing.T) {
-	ctx := rpcCtx(t)
+	ctx := s.rpcCtx(t)
 	_, err := s.cli.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{})
 	if err != nil && status.Code(err) == codes.Unimplemented {
 		check(t, "DestroySandbox", err)

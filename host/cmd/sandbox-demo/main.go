@@ -83,9 +83,12 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 		return errors.New("no vsock backend is wired into host/vmm")
 	}
 
+	// Every wait below ends as soon as QEMU does.
+	ctx, cancel := vm.Bound(ctx)
+	defer cancel()
 	cli, err := agentclient.Dial(ctx, vm.AgentAddress(1024))
 	if err != nil {
-		return fmt.Errorf("reach agent: %w", err)
+		return fmt.Errorf("reach agent (%v): %w", context.Cause(ctx), err)
 	}
 	defer cli.Close()
 	for {
@@ -94,7 +97,7 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 			break
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("agent never became healthy: %v", err)
+			return fmt.Errorf("agent never became healthy (%v): %v", context.Cause(ctx), err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
