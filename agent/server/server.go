@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
+	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -20,6 +22,7 @@ type fallback struct{ unimplemented }
 // handler type per concern.
 type agentService struct {
 	fallback
+	*hotplugHandlers
 	*storageHandlers
 	*networkHandlers
 }
@@ -30,6 +33,14 @@ var _ pb.AgentServiceService = (*agentService)(nil)
 type Options struct {
 	// Log receives request failures and panics. Defaults to slog.Default().
 	Log *slog.Logger
+
+	// Hotplug onlines CPUs and memory and reports memory hot-plug details;
+	// nil answers OnlineCPUMem and MemHotplugByProbe NotImplemented.
+	Hotplug *hotplug.Onliner
+	// Metrics gathers GetMetrics; nil answers it NotImplemented.
+	Metrics *metrics.Collector
+	// AgentInfo is reported by GetGuestDetails.
+	AgentInfo AgentInfo
 
 	// Storage serves UpdateEphemeralMounts (a *storage.Manager).
 	Storage EphemeralUpdater
@@ -64,6 +75,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
 	svc := &agentService{
+		hotplugHandlers: newHotplugHandlers(opts, log),
 		storageHandlers: newStorageHandlers(opts),
 		networkHandlers: &networkHandlers{net: opts.Network},
 	}

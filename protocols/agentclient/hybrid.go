@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -31,8 +32,9 @@ func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error)
 		return nil, fmt.Errorf("hybrid vsock %s: %w", path, err)
 	}
 	deadline := time.Now().Add(handshakeTimeout)
+	ctxDeadline := false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+		deadline, ctxDeadline = d, true
 	}
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
@@ -54,6 +56,11 @@ func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error)
 			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("hybrid vsock %s port %d: %w", path, port, ctx.Err())
+			}
+			if ctxDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
+				// The socket deadline is the context's; its timer may
+				// not have fired yet.
+				return nil, fmt.Errorf("hybrid vsock %s port %d: %w", path, port, context.DeadlineExceeded)
 			}
 			return nil, fmt.Errorf("hybrid vsock %s port %d: read reply: %w", path, port, err)
 		}

@@ -16,8 +16,10 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/device"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
+	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/storage"
@@ -95,7 +97,35 @@ func run() int {
 	nw := network.New(network.Options{Log: log})
 	defer nw.Close()
 
-	srv, err := server.New(server.Options{Log: log, Storage: storages, Network: nw})
+	onliner, err := hotplug.New(hotplug.Options{
+		MemoryOnline:   cfg.MemoryOnline,
+		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
+		Timeout:        cfg.HotplugTimeout,
+		Log:            log,
+	})
+	if err != nil {
+		log.Error("hot-plug configuration", "error", err)
+		return 1
+	}
+	if isInit {
+		// Not on a development host: the host's CPUs and memory are not ours.
+		defer followHotplug(uevents, onliner, log)()
+	}
+	srv, err := server.New(server.Options{
+		Log:     log,
+		Storage: storages,
+		Network: nw,
+		Hotplug: onliner,
+		Metrics: metrics.New(metrics.Options{}),
+		AgentInfo: server.AgentInfo{
+			Version:         version.Version,
+			InitDaemon:      isInit,
+			DeviceHandlers:  device.Types(),
+			StorageHandlers: storage.Drivers(),
+			SupportsSeccomp: seccompSupported,
+			FIPS:            fipsStatus.Agent,
+		},
+	})
 	if err != nil {
 		log.Error("create server", "error", err)
 		return 1
@@ -154,4 +184,24 @@ func serveLogPort(ctx context.Context, port uint32, sw *logging.Switch) error {
 		}
 	}()
 	return nil
+}
+
+// followHotplug onlines memory (and CPUs when configured) as soon as the
+// kernel announces them, so hot-plugged memory is usable before the
+// runtime's OnlineCPUMem arrives; then it onlines what was added before the
+// subscription. The returned function stops following.
+func followHotplug(uevents *uevent.Listener, o *hotplug.Onliner, log *slog.Logger) (stop func()) {
+	if err := uevents.Start(); err != nil {
+		log.Warn("uevents unavailable; hot-plugged memory waits for OnlineCPUMem", "error", err)
+	}
+	events, cancel := uevents.Subscribe(func(e uevent.Event) bool { return o.WantsUevent(e.Action, e.Subsystem) })
+	go func() {
+		for e := range events {
+			o.HandleUevent(e.Action, e.Subsystem, e.DevPath)
+		}
+	}()
+	if err := o.OnlineAllOffline(); err != nil {
+		log.Warn("online hot-plugged CPUs and memory at start-up", "error", err)
+	}
+	return cancel
 }
