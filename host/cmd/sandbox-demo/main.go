@@ -152,6 +152,10 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 		return fmt.Errorf("VM did not power off after DestroySandbox (reply: %v): %w", derr, err)
 	}
 
+	if derr != nil {
+		// The guest may power off before the reply reaches us.
+		fmt.Fprintf(os.Stderr, "note: DestroySandbox reply: %v\n", derr)
+	}
 	fmt.Printf("QEMU start to agent ready:   %v\n", ready.Round(time.Millisecond))
 	fmt.Printf("container create:            %v\n", created.Round(time.Millisecond))
 	fmt.Printf("container create+start:      %v\n", createStart.Round(time.Millisecond))
