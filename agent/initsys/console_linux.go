@@ -3,6 +3,7 @@ package initsys
 import (
 	"context"
 	"fmt"
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"io"
 	"log/slog"
 	"net"
@@ -93,7 +94,7 @@ func consoleLoop(ctx context.Context, o ConsoleOptions) {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
 		cmd.Env = consoleEnv()
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-		if err := cmd.Run(); err != nil {
+		if err := reaper.RunCmd(cmd); err != nil {
 			o.Log.Debug("debug console shell ended", "error", err)
 		}
 		f.Close()
@@ -120,14 +121,15 @@ func shellOnConn(ctx context.Context, shell string, c net.Conn) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 	cmd.Env = consoleEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
+	wait, err := reaper.StartCmd(cmd)
+	if err != nil {
 		pts.Close()
 		return fmt.Errorf("start %s: %w", shell, err)
 	}
 	pts.Close()
 	go func() { _, _ = io.Copy(ptm, c) }()
 	go func() { _, _ = io.Copy(c, ptm) }()
-	err = cmd.Wait()
+	err = wait()
 	// Let the last output reach the connection before it closes.
 	time.Sleep(50 * time.Millisecond)
 	return err

@@ -1,7 +1,9 @@
 package initsys
 
 import (
+	"bytes"
 	"fmt"
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"os"
 	"os/exec"
 	"strings"
@@ -98,9 +100,11 @@ func (Real) LoadModuleFile(path, params string) error {
 }
 
 func (Real) RunModprobe(name string, params []string) error {
-	out, err := exec.Command(modprobePath, append([]string{name}, params...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %w: %s", modprobePath, name, err, strings.TrimSpace(string(out)))
+	var out bytes.Buffer
+	cmd := exec.Command(modprobePath, append([]string{name}, params...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := reaper.RunCmd(cmd); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", modprobePath, name, err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"os/exec"
 	"strings"
 	"time"
@@ -119,7 +120,8 @@ func (t IPTables) run(ctx context.Context, tool string, stdin []byte) ([]byte, e
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
-	err = cmd.Run()
+	// Through the reaper, so PID 1's orphan reaping cannot take the status.
+	err = reaper.RunCmd(cmd)
 	switch {
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("%s did not finish within %s: %w", tool, timeout, context.DeadlineExceeded)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
+	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -22,6 +23,7 @@ type fallback struct{ unimplemented }
 // handler type per concern.
 type agentService struct {
 	fallback
+	*containerHandlers
 	*hotplugHandlers
 	*storageHandlers
 	*networkHandlers
@@ -33,6 +35,13 @@ var _ pb.AgentServiceService = (*agentService)(nil)
 type Options struct {
 	// Log receives request failures and panics. Defaults to slog.Default().
 	Log *slog.Logger
+	// Sandbox runs the pod's containers; nil leaves the container RPCs
+	// unimplemented.
+	Sandbox *sandbox.Sandbox
+	// AfterDestroySandbox runs in its own goroutine after a successful
+	// DestroySandbox; as PID 1, main shuts the server down (so the reply
+	// is sent first), syncs and powers off.
+	AfterDestroySandbox func()
 
 	// Hotplug onlines CPUs and memory and reports memory hot-plug details;
 	// nil answers OnlineCPUMem and MemHotplugByProbe NotImplemented.
@@ -75,9 +84,10 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
 	svc := &agentService{
-		hotplugHandlers: newHotplugHandlers(opts, log),
-		storageHandlers: newStorageHandlers(opts),
-		networkHandlers: &networkHandlers{net: opts.Network},
+		containerHandlers: newContainerHandlers(opts),
+		hotplugHandlers:   newHotplugHandlers(opts, log),
+		storageHandlers:   newStorageHandlers(opts),
+		networkHandlers:   &networkHandlers{net: opts.Network},
 	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})

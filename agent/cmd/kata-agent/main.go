@@ -14,6 +14,7 @@ import (
 	"github.com/mdlayher/vsock"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
+	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/device"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
 	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
@@ -21,11 +22,20 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
 	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	"github.com/sandbox-guest/sandbox-guest/agent/network"
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
+	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/storage"
 	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
+
+func init() {
+	// libcontainer re-executes this binary as each container's init.
+	if container.IsInit() {
+		container.Init()
+	}
+}
 
 func main() {
 	os.Exit(run())
@@ -90,17 +100,26 @@ func run() int {
 	// Devices are waited for through uevents; the listener opens its
 	// socket on first use.
 	uevents := uevent.NewListener(nil, log)
-	storages := storage.New(storage.Config{
-		Devices: &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout},
-		Log:     log,
-	})
+	waiter := &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout}
+	storages := storage.New(storage.Config{Devices: waiter, Log: log})
 	nw := network.New(network.Options{Log: log})
 	defer nw.Close()
 
+	// Containers: the reaper must run before anything forks.
+	container.ForwardLibraryLogs(log)
+	rp, err := reaper.Start(reaper.Options{Log: log})
+	if err != nil {
+		log.Warn("no child reaper", "error", err)
+	}
+	sb := sandbox.New(sandbox.Config{
+		Reaper: rp, Storage: storages, Devices: &device.Resolver{Waiter: waiter},
+		WriteResolvConf: network.WriteResolvConf, Log: log,
+	})
 	onliner, err := hotplug.New(hotplug.Options{
 		MemoryOnline:   cfg.MemoryOnline,
 		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
 		Timeout:        cfg.HotplugTimeout,
+		Cpusets:        sb,
 		Log:            log,
 	})
 	if err != nil {
@@ -111,12 +130,13 @@ func run() int {
 		// Not on a development host: the host's CPUs and memory are not ours.
 		defer followHotplug(uevents, onliner, log)()
 	}
-	srv, err := server.New(server.Options{
+	var srv *server.Server
+	srv, err = server.New(server.Options{
 		Log:     log,
 		Storage: storages,
 		Network: nw,
 		Hotplug: onliner,
-		Metrics: metrics.New(metrics.Options{}),
+		Metrics: metrics.New(metrics.Options{Containers: sb}),
 		AgentInfo: server.AgentInfo{
 			Version:         version.Version,
 			InitDaemon:      isInit,
@@ -124,6 +144,13 @@ func run() int {
 			StorageHandlers: storage.Drivers(),
 			SupportsSeccomp: seccompSupported,
 			FIPS:            fipsStatus.Agent,
+		},
+		Sandbox: sb,
+		AfterDestroySandbox: func() {
+			if isInit {
+				// Serve returns once the reply went out; main then powers off.
+				_ = srv.Shutdown(context.Background())
+			}
 		},
 	})
 	if err != nil {

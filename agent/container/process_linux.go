@@ -1,0 +1,425 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// MaxReadLen caps one ReadStdout/ReadStderr reply well below ttrpc's
+// 4 MiB message limit.
+const MaxReadLen = 1 << 20
+
+// defaultReadLen is used when the host asks for zero bytes.
+const defaultReadLen = 32 << 10
+
+// ErrStdinClosed is returned by WriteStdin after CloseStdin.
+var ErrStdinClosed = fmt.Errorf("stdin is closed: %w", errdefs.ErrFailedPrecondition)
+
+// Process is one process of a container: its init or an exec'd process.
+type Process struct {
+	ID   string // exec id; the container id for the init process
+	Init bool
+	tty  bool
+
+	lp  *libcontainer.Process
+	pid int
+
+	// Host-side stdio ends. With a terminal, stdout is the pty master and
+	// stdin is the same file; stderr is nil.
+	stdin  *os.File
+	stdout *os.File
+	stderr *os.File
+
+	done     chan struct{} // closed once the process has been waited for
+	exitCode int32         // valid after done
+
+	mu          sync.Mutex
+	stdinClosed bool
+	waited      bool // a WaitProcess call got the exit status
+	outEOF      bool
+	errEOF      bool
+	closed      bool
+}
+
+// Pid is the process id in the agent's pid namespace.
+func (p *Process) Pid() int { return p.pid }
+
+// Exited reports whether the process has been waited for.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until the process exits or ctx ends and returns the exit
+// code, or 128 + signal number when a signal killed it.
+func (p *Process) Wait(ctx context.Context) (int32, error) {
+	select {
+	case <-p.done:
+		return p.exitCode, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// MarkWaited records that the host received the exit status; together
+// with drained output it lets the container forget an exec'd process.
+func (p *Process) MarkWaited() {
+	p.mu.Lock()
+	p.waited = true
+	p.mu.Unlock()
+}
+
+func (p *Process) waitedAndDrained() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waited && (p.stdout == nil || p.outEOF) && (p.tty || p.stderr == nil || p.errEOF)
+}
+
+// ExitStatus converts a wait status to the code the runtime expects.
+func ExitStatus(ws syscall.WaitStatus) int32 {
+	if ws.Signaled() {
+		return 128 + int32(ws.Signal())
+	}
+	return int32(ws.ExitStatus())
+}
+
+// waitLoop waits for the process through libcontainer (which owns the
+// pid), records the status and hands the pid back to the reaper.
+func (p *Process) waitLoop(disown func(int)) {
+	awaitExit(p.pid)
+	st, err := p.lp.Wait()
+	var ee interface{ Sys() any }
+	code := int32(255)
+	switch {
+	case st != nil:
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok {
+			code = ExitStatus(ws)
+		}
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			code = ExitStatus(ws)
+		}
+	}
+	p.exitCode = code
+	disown(p.pid)
+	close(p.done)
+}
+
+// WriteStdin writes data to the process's stdin.
+func (p *Process) WriteStdin(data []byte) (int, error) {
+	p.mu.Lock()
+	f, closed := p.stdin, p.stdinClosed || p.closed
+	p.mu.Unlock()
+	if closed || f == nil {
+		return 0, fmt.Errorf("process %q: %w", p.ID, ErrStdinClosed)
+	}
+	n, err := f.Write(data)
+	if err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return n, fmt.Errorf("process %q: %w", p.ID, ErrStdinClosed)
+		}
+		if errors.Is(err, syscall.EPIPE) {
+			return n, fmt.Errorf("process %q: stdin reader is gone: %w", p.ID, errdefs.ErrFailedPrecondition)
+		}
+		return n, fmt.Errorf("process %q: write stdin: %w", p.ID, err)
+	}
+	return n, nil
+}
+
+// CloseStdin closes the process's stdin; with a terminal it sends the EOF
+// character instead, as closing the master would hang up the terminal.
+func (p *Process) CloseStdin() error {
+	p.mu.Lock()
+	if p.stdinClosed || p.closed || p.stdin == nil {
+		p.mu.Unlock()
+		return nil
+	}
+	p.stdinClosed = true
+	f, tty := p.stdin, p.tty
+	p.mu.Unlock()
+	// Not under the lock: a full terminal input queue blocks the write.
+	if tty {
+		if _, err := f.Write([]byte{4}); err != nil {
+			return fmt.Errorf("process %q: send EOF to terminal: %w", p.ID, err)
+		}
+		return nil
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("process %q: close stdin: %w", p.ID, err)
+	}
+	return nil
+}
+
+// ReadStdout reads up to n bytes of output; it returns io.EOF once the
+// process and every other writer closed the stream and it is drained.
+func (p *Process) ReadStdout(ctx context.Context, n int) ([]byte, error) {
+	return p.read(ctx, p.stdout, n, &p.outEOF)
+}
+
+// ReadStderr is ReadStdout for stderr; with a terminal it is at EOF at once.
+func (p *Process) ReadStderr(ctx context.Context, n int) ([]byte, error) {
+	if p.tty {
+		return nil, io.EOF
+	}
+	return p.read(ctx, p.stderr, n, &p.errEOF)
+}
+
+func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byte, error) {
+	p.mu.Lock()
+	closed, atEOF := p.closed, *eof
+	p.mu.Unlock()
+	if f == nil || atEOF {
+		return nil, io.EOF
+	}
+	if closed {
+		return nil, fmt.Errorf("process %q: stdio closed: %w", p.ID, errdefs.ErrNotFound)
+	}
+	if n <= 0 {
+		n = defaultReadLen
+	}
+	if n > MaxReadLen {
+		n = MaxReadLen
+	}
+	buf := make([]byte, n)
+	// A cancelled call (connection gone) must not leave a reader behind.
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+	got, err := f.Read(buf)
+	if !stop() {
+		_ = f.SetReadDeadline(time.Time{})
+	}
+	if got > 0 {
+		return buf[:got], nil
+	}
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.Is(err, io.EOF), p.tty && errors.Is(err, syscall.EIO):
+		// EIO: every slave fd of the pty is closed.
+		p.mu.Lock()
+		*eof = true
+		p.mu.Unlock()
+		return nil, io.EOF
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, os.ErrClosed):
+		return nil, fmt.Errorf("process %q: stdio closed: %w", p.ID, errdefs.ErrNotFound)
+	}
+	return nil, fmt.Errorf("process %q: read output: %w", p.ID, err)
+}
+
+// Resize sets the terminal window size.
+func (p *Process) Resize(rows, cols uint32) error {
+	if !p.tty {
+		return fmt.Errorf("process %q has no terminal: %w", p.ID, errdefs.ErrFailedPrecondition)
+	}
+	if rows > 0xffff || cols > 0xffff {
+		return fmt.Errorf("window size %dx%d out of range: %w", rows, cols, errdefs.ErrInvalidArgument)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return fmt.Errorf("process %q: terminal closed: %w", p.ID, errdefs.ErrNotFound)
+	}
+	rc, err := p.stdout.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("process %q: terminal: %w", p.ID, err)
+	}
+	var ioErr error
+	if err := rc.Control(func(fd uintptr) {
+		ioErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(rows), Col: uint16(cols)})
+	}); err != nil {
+		return fmt.Errorf("process %q: terminal: %w", p.ID, err)
+	}
+	if ioErr != nil {
+		return fmt.Errorf("process %q: set window size: %w", p.ID, ioErr)
+	}
+	return nil
+}
+
+// Signal sends sig to the process. Signalling a process that has already
+// exited succeeds and does nothing: the runtime's stop sequence (SIGKILL,
+// wait, remove) must work on a container that ended by itself.
+func (p *Process) Signal(sig unix.Signal) error {
+	if p.Exited() {
+		return nil
+	}
+	if err := p.lp.Signal(sig); err != nil {
+		if p.Exited() || errors.Is(err, os.ErrProcessDone) || errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("signal process %q: %w", p.ID, err)
+	}
+	return nil
+}
+
+// closeIO closes the host-side stdio ends, unblocking pending reads.
+func (p *Process) closeIO() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for _, f := range []*os.File{p.stdin, p.stdout, p.stderr} {
+		if f != nil {
+			_ = f.Close() // the pty master appears twice; the second close is a no-op error
+		}
+	}
+}
+
+// stdioPair holds the container-side ends to close after the start.
+type stdioPair struct {
+	child []*os.File
+}
+
+func (s *stdioPair) closeChild() {
+	for _, f := range s.child {
+		_ = f.Close()
+	}
+	s.child = nil
+}
+
+// setupPipes creates the stdio pipes for a process without a terminal.
+func setupPipes(p *Process, lp *libcontainer.Process) (*stdioPair, error) {
+	sp := &stdioPair{}
+	fail := func(err error) (*stdioPair, error) {
+		sp.closeChild()
+		for _, f := range []*os.File{p.stdin, p.stdout, p.stderr} {
+			if f != nil {
+				_ = f.Close()
+			}
+		}
+		return nil, fmt.Errorf("create stdio pipes: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	lp.Stdin, p.stdin = r, w
+	sp.child = append(sp.child, r)
+	r, w, err = os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	lp.Stdout, p.stdout = w, r
+	sp.child = append(sp.child, w)
+	r, w, err = os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	lp.Stderr, p.stderr = w, r
+	sp.child = append(sp.child, w)
+	return sp, nil
+}
+
+// consoleSocket is the agent's end of the socket libcontainer's init sends
+// the pty master over.
+type consoleSocket struct {
+	parent, child *os.File
+}
+
+func newConsoleSocket() (*consoleSocket, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("create console socket: %w", err)
+	}
+	return &consoleSocket{
+		parent: os.NewFile(uintptr(fds[0]), "console-parent"),
+		child:  os.NewFile(uintptr(fds[1]), "console-child"),
+	}, nil
+}
+
+func (c *consoleSocket) close() {
+	_ = c.parent.Close()
+	_ = c.child.Close()
+}
+
+// receiveMaster reads the pty master fd and makes it pollable so reads
+// park a goroutine, not a thread, and Close unblocks them.
+func (c *consoleSocket) receiveMaster() (*os.File, error) {
+	_ = c.child.Close()
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	rc, err := c.parent.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var n, oobn int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return nil, fmt.Errorf("receive terminal: %w", err)
+	}
+	if rerr != nil {
+		return nil, fmt.Errorf("receive terminal: %w", rerr)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("receive terminal: malformed control message (%d bytes)", oobn)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+		return nil, fmt.Errorf("receive terminal: expected one descriptor")
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		_ = unix.Close(fds[0])
+		return nil, fmt.Errorf("terminal non-blocking: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), string(buf[:n])), nil
+}
+
+// awaitExit parks the calling goroutine in the network poller until pid
+// has exited, using a pidfd (readable once the process is a zombie).
+// libcontainer's Wait would otherwise block an OS thread in waitid for
+// each live process, and Go keeps such threads for ever. Without pidfd
+// support it returns at once and Wait blocks as before.
+func awaitExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		// Done when it exited (or cannot be waited for at all); otherwise
+		// the poller waits for the pidfd to become readable.
+		return err != nil || siginfoPid(&info) != 0
+	})
+}
+
+// siginfoPid returns si_pid of a siginfo filled by waitid: zero when
+// WNOHANG found no exited child.
+func siginfoPid(info *unix.Siginfo) int {
+	const ptr = unsafe.Sizeof(uintptr(0))
+	const off = (12 + ptr - 1) / ptr * ptr
+	return int(*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(info)) + off)))
+}

@@ -1,0 +1,349 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/container/ocipb"
+	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+)
+
+// containerHandlers serves the sandbox, container, process and stdio RPCs
+// by translating them for package sandbox.
+type containerHandlers struct {
+	sb *sandbox.Sandbox
+	// afterDestroy runs (in its own goroutine) once DestroySandbox
+	// succeeded; as PID 1 it shuts the server down, syncs and powers off.
+	afterDestroy func()
+}
+
+func newContainerHandlers(opts Options) *containerHandlers {
+	if opts.Sandbox == nil {
+		return nil
+	}
+	return &containerHandlers{sb: opts.Sandbox, afterDestroy: opts.AfterDestroySandbox}
+}
+
+var errNoContainers = fmt.Errorf("containers are not enabled in this agent: %w", errdefs.ErrNotImplemented)
+
+func (h *containerHandlers) ready() error {
+	if h == nil || h.sb == nil {
+		return errNoContainers
+	}
+	return nil
+}
+
+func noStreamPorts(stdin, stdout, stderr uint32) error {
+	if stdin != 0 || stdout != 0 || stderr != 0 {
+		return fmt.Errorf("stdio over vsock ports is not supported; use ReadStdout/WriteStdin: %w", errdefs.ErrNotImplemented)
+	}
+	return nil
+}
+
+func (h *containerHandlers) CreateSandbox(ctx context.Context, req *pb.CreateSandboxRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	if len(req.KernelModules) > 0 {
+		return nil, fmt.Errorf("loading kernel modules is not supported (the guest kernel has no modules): %w", errdefs.ErrNotImplemented)
+	}
+	err := h.sb.CreateSandbox(ctx, sandbox.CreateSandboxRequest{
+		ID: req.SandboxId, Hostname: req.Hostname, DNS: req.Dns, Storages: req.Storages, SharedPID: req.SandboxPidns,
+	})
+	return empty(err)
+}
+
+func (h *containerHandlers) DestroySandbox(ctx context.Context, _ *pb.DestroySandboxRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	if err := h.sb.DestroySandbox(ctx); err != nil {
+		return nil, err
+	}
+	if h.afterDestroy != nil {
+		go h.afterDestroy()
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (h *containerHandlers) CreateContainer(ctx context.Context, req *pb.CreateContainerRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	if err := noStreamPorts(req.StdinPort, req.StdoutPort, req.StderrPort); err != nil {
+		return nil, err
+	}
+	if req.ExecId != "" && req.ExecId != req.ContainerId {
+		return nil, badRequest("container %q: exec id %q of the init process must equal the container id", req.ContainerId, req.ExecId)
+	}
+	if req.OCI == nil {
+		return nil, badRequest("container %q: no OCI spec", req.ContainerId)
+	}
+	spec, err := ocipb.ToSpec(req.OCI)
+	if err != nil {
+		return nil, badRequest("container %q: %v", req.ContainerId, err)
+	}
+	return empty(h.sb.CreateContainer(ctx, sandbox.CreateContainerRequest{
+		ID: req.ContainerId, Spec: spec, Storages: req.Storages, Devices: req.Devices, SandboxPID: req.SandboxPidns,
+	}))
+}
+
+func (h *containerHandlers) StartContainer(_ context.Context, req *pb.StartContainerRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	return empty(h.sb.StartContainer(req.ContainerId))
+}
+
+func (h *containerHandlers) RemoveContainer(ctx context.Context, req *pb.RemoveContainerRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	return empty(h.sb.RemoveContainer(ctx, req.ContainerId, time.Duration(req.Timeout)*time.Second))
+}
+
+func (h *containerHandlers) ExecProcess(_ context.Context, req *pb.ExecProcessRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	if err := noStreamPorts(req.StdinPort, req.StdoutPort, req.StderrPort); err != nil {
+		return nil, err
+	}
+	if req.Process == nil {
+		return nil, badRequest("exec %q in container %q: no process", req.ExecId, req.ContainerId)
+	}
+	return empty(h.sb.ExecProcess(req.ContainerId, req.ExecId, ocipb.ToProcess(req.Process)))
+}
+
+func (h *containerHandlers) SignalProcess(_ context.Context, req *pb.SignalProcessRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	return empty(h.sb.SignalProcess(req.ContainerId, req.ExecId, req.Signal))
+}
+
+func (h *containerHandlers) WaitProcess(ctx context.Context, req *pb.WaitProcessRequest) (*pb.WaitProcessResponse, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	code, err := h.sb.WaitProcess(ctx, req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.WaitProcessResponse{Status: code}, nil
+}
+
+func (h *containerHandlers) PauseContainer(_ context.Context, req *pb.PauseContainerRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	c, err := h.sb.Container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	return empty(c.Pause())
+}
+
+func (h *containerHandlers) ResumeContainer(_ context.Context, req *pb.ResumeContainerRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	c, err := h.sb.Container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	return empty(c.Resume())
+}
+
+func (h *containerHandlers) UpdateContainer(_ context.Context, req *pb.UpdateContainerRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	c, err := h.sb.Container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	if req.Resources == nil {
+		return nil, badRequest("container %q: no resources to update", req.ContainerId)
+	}
+	return empty(c.Update(ocipb.ToResources(req.Resources)))
+}
+
+func (h *containerHandlers) StatsContainer(_ context.Context, req *pb.StatsContainerRequest) (*pb.StatsContainerResponse, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	c, err := h.sb.Container(req.ContainerId)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Stats()
+	if err != nil {
+		return nil, err
+	}
+	return &pb.StatsContainerResponse{CgroupStats: cgroupStats(st.CgroupStats)}, nil
+}
+
+func (h *containerHandlers) RemoveStaleVirtiofsShareMounts(context.Context, *pb.RemoveStaleVirtiofsShareMountsRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	return empty(h.sb.RemoveStaleVirtiofsShareMounts())
+}
+
+func (h *containerHandlers) GetOOMEvent(ctx context.Context, _ *pb.GetOOMEventRequest) (*pb.OOMEvent, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	id, err := h.sb.GetOOMEvent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.OOMEvent{ContainerId: id}, nil
+}
+
+func (h *containerHandlers) WriteStdin(_ context.Context, req *pb.WriteStreamRequest) (*pb.WriteStreamResponse, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	_, p, err := h.sb.Process(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	n, err := p.WriteStdin(req.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.WriteStreamResponse{Len: uint32(n)}, nil
+}
+
+func (h *containerHandlers) ReadStdout(ctx context.Context, req *pb.ReadStreamRequest) (*pb.ReadStreamResponse, error) {
+	return h.read(ctx, req, false)
+}
+
+func (h *containerHandlers) ReadStderr(ctx context.Context, req *pb.ReadStreamRequest) (*pb.ReadStreamResponse, error) {
+	return h.read(ctx, req, true)
+}
+
+// read answers zero-length data at end of stream, which the runtime takes
+// as EOF.
+func (h *containerHandlers) read(ctx context.Context, req *pb.ReadStreamRequest, stderr bool) (*pb.ReadStreamResponse, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	c, p, err := h.sb.Process(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	if stderr {
+		data, err = p.ReadStderr(ctx, int(req.Len))
+	} else {
+		data, err = p.ReadStdout(ctx, int(req.Len))
+	}
+	if errors.Is(err, io.EOF) {
+		if p.Exited() {
+			c.Release(req.ExecId)
+		}
+		return &pb.ReadStreamResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ReadStreamResponse{Data: data}, nil
+}
+
+func (h *containerHandlers) CloseStdin(_ context.Context, req *pb.CloseStdinRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	_, p, err := h.sb.Process(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	return empty(p.CloseStdin())
+}
+
+func (h *containerHandlers) TtyWinResize(_ context.Context, req *pb.TtyWinResizeRequest) (*emptypb.Empty, error) {
+	if err := h.ready(); err != nil {
+		return nil, err
+	}
+	_, p, err := h.sb.Process(req.ContainerId, req.ExecId)
+	if err != nil {
+		return nil, err
+	}
+	return empty(p.Resize(req.Row, req.Column))
+}
+
+func empty(err error) (*emptypb.Empty, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// cgroupStats converts libcontainer's cgroup statistics to the protocol's.
+func cgroupStats(s *cgroups.Stats) *pb.CgroupStats {
+	if s == nil {
+		return nil
+	}
+	cpu := s.CpuStats
+	mem := s.MemoryStats
+	md := func(d cgroups.MemoryData) *pb.MemoryData {
+		return &pb.MemoryData{Usage: d.Usage, MaxUsage: d.MaxUsage, Failcnt: d.Failcnt, Limit: d.Limit}
+	}
+	blk := func(es []cgroups.BlkioStatEntry) []*pb.BlkioStatsEntry {
+		var out []*pb.BlkioStatsEntry
+		for _, e := range es {
+			out = append(out, &pb.BlkioStatsEntry{Major: e.Major, Minor: e.Minor, Op: e.Op, Value: e.Value})
+		}
+		return out
+	}
+	out := &pb.CgroupStats{
+		CpuStats: &pb.CpuStats{
+			CpuUsage: &pb.CpuUsage{
+				TotalUsage: cpu.CpuUsage.TotalUsage, PercpuUsage: cpu.CpuUsage.PercpuUsage,
+				UsageInKernelmode: cpu.CpuUsage.UsageInKernelmode, UsageInUsermode: cpu.CpuUsage.UsageInUsermode,
+			},
+			ThrottlingData: &pb.ThrottlingData{
+				Periods: cpu.ThrottlingData.Periods, ThrottledPeriods: cpu.ThrottlingData.ThrottledPeriods,
+				ThrottledTime: cpu.ThrottlingData.ThrottledTime,
+			},
+		},
+		MemoryStats: &pb.MemoryStats{
+			Cache: mem.Cache, Usage: md(mem.Usage), SwapUsage: md(mem.SwapUsage), KernelUsage: md(mem.KernelUsage),
+			UseHierarchy: mem.UseHierarchy, Stats: mem.Stats,
+		},
+		PidsStats: &pb.PidsStats{Current: s.PidsStats.Current, Limit: s.PidsStats.Limit},
+		BlkioStats: &pb.BlkioStats{
+			IoServiceBytesRecursive: blk(s.BlkioStats.IoServiceBytesRecursive),
+			IoServicedRecursive:     blk(s.BlkioStats.IoServicedRecursive),
+			IoQueuedRecursive:       blk(s.BlkioStats.IoQueuedRecursive),
+			IoServiceTimeRecursive:  blk(s.BlkioStats.IoServiceTimeRecursive),
+			IoWaitTimeRecursive:     blk(s.BlkioStats.IoWaitTimeRecursive),
+			IoMergedRecursive:       blk(s.BlkioStats.IoMergedRecursive),
+			IoTimeRecursive:         blk(s.BlkioStats.IoTimeRecursive),
+			SectorsRecursive:        blk(s.BlkioStats.SectorsRecursive),
+		},
+	}
+	if len(s.HugetlbStats) > 0 {
+		out.HugetlbStats = map[string]*pb.HugetlbStats{}
+		for k, v := range s.HugetlbStats {
+			out.HugetlbStats[k] = &pb.HugetlbStats{Usage: v.Usage, MaxUsage: v.MaxUsage, Failcnt: v.Failcnt}
+		}
+	}
+	return out
+}
+
+// badRequest builds an InvalidArgument error naming the problem.
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
+}

@@ -1,0 +1,440 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/container/ocipb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+)
+
+// in and errOut are the terminal ends of streamed container stdio
+// (swapped in tests).
+var (
+	in     io.Reader = os.Stdin
+	errOut io.Writer = os.Stderr
+)
+
+func init() {
+	register(&command{name: "run", streaming: true, run: runRun,
+		args:    "--rootfs DIR [--id ID] [--tty] [--env K=V]... [--cwd D] [--memory BYTES] [--keep] -- CMD...",
+		summary: "create and start a container, stream its stdio, exit with its status"})
+	register(&command{name: "exec", streaming: true, run: runExec,
+		args: "ID [--tty] -- CMD...", summary: "run a process in a running container"})
+	register(&command{name: "kill", run: runKill, args: "ID [SIGNAL]", summary: "signal every process of a container (default TERM)"})
+	register(&command{name: "ps", run: runPs, args: "ID", summary: "list a container's processes (runs ps inside it)"})
+	register(&command{name: "stats", run: runStats, args: "ID", summary: "print a container's cgroup statistics"})
+	register(&command{name: "pause", run: runPause, args: "ID", summary: "freeze a container"})
+	register(&command{name: "resume", run: runResume, args: "ID", summary: "thaw a paused container"})
+	register(&command{name: "rm", run: runRm, args: "ID", summary: "kill and remove a container"})
+	register(&command{name: "create-sandbox", run: runCreateSandbox,
+		args: "[--id ID] [--hostname H] [--dns LINE]... [--sandbox-pidns]", summary: "set up the pod (hostname, DNS, shared namespaces)"})
+	register(&command{name: "destroy-sandbox", run: runDestroySandbox, summary: "remove every container and tear the pod down"})
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// containerFlags makes a FlagSet whose errors go to the terminal.
+func containerFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	return fs
+}
+
+func randomID(prefix string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// DefaultSpec is a spec like `runc spec` writes: new namespaces, the usual
+// mounts, default capabilities, masked and read-only /proc paths, no
+// device access beyond the defaults.
+func DefaultSpec(rootfs string, args []string, tty bool) *specs.Spec {
+	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	return &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: rootfs, Readonly: true},
+		Process: &specs.Process{
+			Terminal: tty,
+			Args:     args,
+			Env:      []string{defaultPath, "TERM=xterm"},
+			Cwd:      "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: true,
+		},
+		Hostname: "sandbox",
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+		},
+		Linux: &specs.Linux{
+			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+}
+
+func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
+	fs := containerFlags("run")
+	rootfs := fs.String("rootfs", "", "container root filesystem (absolute path on the agent's side)")
+	id := fs.String("id", "", "container id (default: random)")
+	tty := fs.Bool("tty", false, "allocate a terminal")
+	cwd := fs.String("cwd", "/", "working directory")
+	memory := fs.Int64("memory", 0, "memory limit in bytes (0: none)")
+	keep := fs.Bool("keep", false, "do not remove the container after it exits")
+	var env multiFlag
+	fs.Var(&env, "env", "K=V environment variable (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cmd := fs.Args()
+	if *rootfs == "" || len(cmd) == 0 {
+		return errors.New("usage: run --rootfs DIR [flags] -- CMD [ARG]")
+	}
+	if *id == "" {
+		*id = randomID("run-")
+	}
+	spec := DefaultSpec(*rootfs, cmd, *tty)
+	spec.Process.Cwd = *cwd
+	spec.Process.Env = append(spec.Process.Env, env...)
+	if *memory > 0 {
+		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: memory}
+	}
+	if _, err := c.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
+		ContainerId: *id, ExecId: *id, OCI: ocipb.FromSpec(spec),
+	}); err != nil {
+		return fmt.Errorf("create container %s: %w", *id, err)
+	}
+	remove := func() {
+		if !*keep {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if _, err := c.Agent.RemoveContainer(rctx, &pb.RemoveContainerRequest{ContainerId: *id}); err != nil {
+				fmt.Fprintf(errOut, "agentctl: remove %s: %v\n", *id, err)
+			}
+		}
+	}
+	st := startStreams(ctx, c, *id, "", *tty)
+	if _, err := c.Agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: *id}); err != nil {
+		remove()
+		return fmt.Errorf("start container %s: %w", *id, err)
+	}
+	st.afterStart()
+	code, err := st.wait(ctx, c, *id, "")
+	remove()
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitError{code: int(code)}
+	}
+	return nil
+}
+
+func runExec(ctx context.Context, c *agentclient.Client, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: exec ID [--tty] -- CMD [ARG]")
+	}
+	id := args[0]
+	fs := containerFlags("exec")
+	tty := fs.Bool("tty", false, "allocate a terminal")
+	cwd := fs.String("cwd", "/", "working directory")
+	var env multiFlag
+	fs.Var(&env, "env", "K=V environment variable (repeatable)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return errors.New("usage: exec ID [--tty] -- CMD [ARG]")
+	}
+	execID := randomID("exec-")
+	proc := &specs.Process{Terminal: *tty, Args: fs.Args(), Env: append([]string{defaultPath, "TERM=xterm"}, env...), Cwd: *cwd}
+	st := startStreams(ctx, c, id, execID, *tty)
+	if _, err := c.Agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: id, ExecId: execID, Process: ocipb.FromProcess(proc)}); err != nil {
+		st.cancel()
+		return fmt.Errorf("exec in %s: %w", id, err)
+	}
+	st.afterStart()
+	code, err := st.wait(ctx, c, id, execID)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitError{code: int(code)}
+	}
+	return nil
+}
+
+// streams copies a process's stdio between the agent and this terminal.
+type streams struct {
+	c           *agentclient.Client
+	cid, execID string
+	tty         bool
+	ctx         context.Context
+	cancel      context.CancelFunc
+	out         sync.WaitGroup
+	restoreTerm func()
+}
+
+func startStreams(ctx context.Context, c *agentclient.Client, cid, execID string, tty bool) *streams {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &streams{c: c, cid: cid, execID: execID, tty: tty, ctx: sctx, cancel: cancel, restoreTerm: func() {}}
+	return s
+}
+
+// afterStart begins copying once the process exists.
+func (s *streams) afterStart() {
+	read := func(stderr bool, w io.Writer) {
+		defer s.out.Done()
+		for {
+			req := &pb.ReadStreamRequest{ContainerId: s.cid, ExecId: s.execID, Len: 32 << 10}
+			var r *pb.ReadStreamResponse
+			var err error
+			if stderr {
+				r, err = s.c.Agent.ReadStderr(s.ctx, req)
+			} else {
+				r, err = s.c.Agent.ReadStdout(s.ctx, req)
+			}
+			if err != nil || len(r.Data) == 0 {
+				return
+			}
+			if _, err := w.Write(r.Data); err != nil {
+				return
+			}
+		}
+	}
+	s.out.Add(1)
+	go read(false, out)
+	if !s.tty {
+		s.out.Add(1)
+		go read(true, errOut)
+	}
+	if s.tty {
+		s.restoreTerm = s.setupTerminal()
+	}
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				if _, werr := s.c.Agent.WriteStdin(s.ctx, &pb.WriteStreamRequest{ContainerId: s.cid, ExecId: s.execID, Data: buf[:n]}); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				_, _ = s.c.Agent.CloseStdin(s.ctx, &pb.CloseStdinRequest{ContainerId: s.cid, ExecId: s.execID})
+				return
+			}
+		}
+	}()
+}
+
+// setupTerminal puts a local terminal in raw mode and forwards its size.
+func (s *streams) setupTerminal() func() {
+	f, ok := in.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	fd := int(f.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return func() {}
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	_ = unix.IoctlSetTermios(fd, unix.TCSETS, &raw)
+	resize := func() {
+		if ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); err == nil {
+			_, _ = s.c.Agent.TtyWinResize(s.ctx, &pb.TtyWinResizeRequest{ContainerId: s.cid, ExecId: s.execID, Row: uint32(ws.Row), Column: uint32(ws.Col)})
+		}
+	}
+	resize()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, unix.SIGWINCH)
+	go func() {
+		for {
+			select {
+			case <-winch:
+				resize()
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(winch)
+		_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	}
+}
+
+// wait waits for the process, then for its output to drain (bounded).
+func (s *streams) wait(ctx context.Context, c *agentclient.Client, cid, execID string) (int32, error) {
+	defer s.cancel()
+	defer s.restoreTerm()
+	r, err := c.Agent.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
+	if err != nil {
+		return 0, fmt.Errorf("wait for %s: %w", cid, err)
+	}
+	drained := make(chan struct{})
+	go func() { s.out.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		// A background process still holds the output open.
+	}
+	return r.Status, nil
+}
+
+func oneID(args []string, usage string) (string, error) {
+	if len(args) != 1 {
+		return "", fmt.Errorf("usage: %s", usage)
+	}
+	return args[0], nil
+}
+
+// parseSignal accepts a number, NAME or SIGNAME.
+func parseSignal(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return uint32(sig), nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
+}
+
+func runKill(ctx context.Context, c *agentclient.Client, args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return fmt.Errorf("usage: kill ID [SIGNAL]")
+	}
+	sig := uint32(unix.SIGTERM)
+	if len(args) == 2 {
+		var err error
+		if sig, err = parseSignal(args[1]); err != nil {
+			return err
+		}
+	}
+	_, err := c.Agent.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: args[0], Signal: sig})
+	return err
+}
+
+func runPs(ctx context.Context, c *agentclient.Client, args []string) error {
+	id, err := oneID(args, "ps ID")
+	if err != nil {
+		return err
+	}
+	// The protocol has no process listing call; ps runs in the container.
+	return runExec(ctx, c, []string{id, "--", "ps"})
+}
+
+func runStats(ctx context.Context, c *agentclient.Client, args []string) error {
+	id, err := oneID(args, "stats ID")
+	if err != nil {
+		return err
+	}
+	r, err := c.Agent.StatsContainer(ctx, &pb.StatsContainerRequest{ContainerId: id})
+	if err != nil {
+		return err
+	}
+	cg := r.GetCgroupStats()
+	fmt.Fprintf(out, "memory.usage\t%d\n", cg.GetMemoryStats().GetUsage().GetUsage())
+	fmt.Fprintf(out, "memory.max_usage\t%d\n", cg.GetMemoryStats().GetUsage().GetMaxUsage())
+	fmt.Fprintf(out, "memory.limit\t%d\n", cg.GetMemoryStats().GetUsage().GetLimit())
+	fmt.Fprintf(out, "cpu.total_ns\t%d\n", cg.GetCpuStats().GetCpuUsage().GetTotalUsage())
+	fmt.Fprintf(out, "pids.current\t%d\n", cg.GetPidsStats().GetCurrent())
+	return nil
+}
+
+func runPause(ctx context.Context, c *agentclient.Client, args []string) error {
+	id, err := oneID(args, "pause ID")
+	if err != nil {
+		return err
+	}
+	_, err = c.Agent.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: id})
+	return err
+}
+
+func runResume(ctx context.Context, c *agentclient.Client, args []string) error {
+	id, err := oneID(args, "resume ID")
+	if err != nil {
+		return err
+	}
+	_, err = c.Agent.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: id})
+	return err
+}
+
+func runRm(ctx context.Context, c *agentclient.Client, args []string) error {
+	id, err := oneID(args, "rm ID")
+	if err != nil {
+		return err
+	}
+	_, err = c.Agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id})
+	return err
+}
+
+func runCreateSandbox(ctx context.Context, c *agentclient.Client, args []string) error {
+	fs := containerFlags("create-sandbox")
+	id := fs.String("id", "", "sandbox id")
+	hostname := fs.String("hostname", "", "hostname shared by the pod's containers")
+	pidns := fs.Bool("sandbox-pidns", false, "containers created with sandbox_pidns share one pid namespace")
+	var dns multiFlag
+	fs.Var(&dns, "dns", "resolv.conf line (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return errors.New("usage: create-sandbox [--id ID] [--hostname H] [--dns LINE]... [--sandbox-pidns]")
+	}
+	_, err := c.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{SandboxId: *id, Hostname: *hostname, Dns: dns, SandboxPidns: *pidns})
+	return err
+}
+
+func runDestroySandbox(ctx context.Context, c *agentclient.Client, args []string) error {
+	if len(args) != 0 {
+		return errors.New("takes no arguments")
+	}
+	_, err := c.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{})
+	return err
+}

@@ -1,0 +1,5 @@
+//go:build !seccomp
+
+package integration
+
+const seccompBuilt = false
