@@ -90,9 +90,10 @@ func qemuArgs(c *config, p paths, withVsock, withFS bool) ([]string, error) {
 
 // virtiofsdArgs builds virtiofsd's command line.
 func virtiofsdArgs(c *config, p paths) []string {
-	return []string{
+	args := []string{
 		"--socket-path=" + p.virtiofs,
 		"-o", "source=" + c.sharedDir,
 		"-o", "cache=auto",
 	}
+	return append(args, c.vfsdArgs...)
 }

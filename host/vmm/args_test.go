@@ -131,6 +131,13 @@ func TestVirtiofsdArgs(t *testing.T) {
 	if want := "--socket-path=/w/virtiofs.sock -o source=/share -o cache=auto"; got != want {
 		t.Errorf("virtiofsd args = %q, want %q", got, want)
 	}
+	if err := WithVirtiofsdArgs("-o", "sandbox=chroot")(&c); err != nil {
+		t.Fatal(err)
+	}
+	got = strings.Join(virtiofsdArgs(&c, testPaths()), " ")
+	if want := "--socket-path=/w/virtiofs.sock -o source=/share -o cache=auto -o sandbox=chroot"; got != want {
+		t.Errorf("virtiofsd args = %q, want %q", got, want)
+	}
 }
 
 func TestWithImageDir(t *testing.T) {

@@ -39,6 +39,7 @@ type config struct {
 
 	sharedDir string
 	tag       string
+	vfsdArgs  []string
 
 	vsock    VsockListener
 	vsockSet bool // WithVsock given; otherwise the default backend
@@ -165,6 +166,12 @@ func WithSharedDir(dir, tag string) Option {
 		c.sharedDir, c.tag = dir, tag
 		return nil
 	}
+}
+
+// WithVirtiofsdArgs appends raw virtiofsd arguments (for example
+// "-o", "sandbox=chroot" where namespaces are not available).
+func WithVirtiofsdArgs(args ...string) Option {
+	return func(c *config) error { c.vfsdArgs = append(c.vfsdArgs, args...); return nil }
 }
 
 // WithVsock sets how the vhost-user-vsock backend is started; nil leaves
