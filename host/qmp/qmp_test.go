@@ -28,16 +28,20 @@ type fakeQEMU struct {
 	args     []map[string]any
 }
 
-func newFake(t *testing.T, handle func(cmd string, args map[string]any) []string) *fakeQEMU {
+const defaultGreeting = `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "Debian 1:7.2"}, "capabilities": ["oob"]}}`
+
+// newFake starts a fake QMP server; greeting overrides the default one
+// ("" makes the server never greet).
+func newFake(t *testing.T, handle func(cmd string, args map[string]any) []string, greeting ...string) *fakeQEMU {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "qmp.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeQEMU{
-		t: t, path: path, ln: ln, handle: handle,
-		greeting: `{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "Debian 1:7.2"}, "capabilities": ["oob"]}}`,
+	f := &fakeQEMU{t: t, path: path, ln: ln, handle: handle, greeting: defaultGreeting}
+	if len(greeting) > 0 {
+		f.greeting = greeting[0]
 	}
 	t.Cleanup(func() { ln.Close() })
 	go f.serve()
@@ -124,16 +128,14 @@ func TestHandshakeAndVersion(t *testing.T) {
 }
 
 func TestBadGreeting(t *testing.T) {
-	f := newFake(t, nil)
-	f.greeting = `{"hello": 1}`
+	f := newFake(t, nil, `{"hello": 1}`)
 	if _, err := Dial(ctxT(t), f.path); err == nil || !strings.Contains(err.Error(), "unexpected greeting") {
 		t.Fatalf("Dial with bad greeting: err = %v", err)
 	}
 }
 
 func TestGreetingTimeout(t *testing.T) {
-	f := newFake(t, nil)
-	f.greeting = ""
+	f := newFake(t, nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
