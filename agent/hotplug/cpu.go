@@ -149,10 +149,8 @@ func (o *Onliner) onlineOfflineCPUs() ([]int, error) {
 // lists them. Hot-plugged CPUs may appear in sysfs after the RPC arrives,
 // hence the bounded retry.
 func (o *Onliner) onlineCPUs(ctx context.Context, n int) error {
-	if possible, err := readAttr(filepath.Join(o.cpuDir(), "possible")); err == nil {
-		if cpus, err := ParseCPUList(possible); err == nil && n > len(cpus) {
-			return fmt.Errorf("online %d CPUs: the guest can have at most %d: %w", n, len(cpus), errdefs.ErrInvalidArgument)
-		}
+	if err := o.checkCPUCapacity(n); err != nil {
+		return err
 	}
 	deadline := o.clock.Now().Add(o.timeout)
 	counted := map[int]bool{}
@@ -193,6 +191,46 @@ func (o *Onliner) onlineCPUs(ctx context.Context, n int) error {
 			return fmt.Errorf("online %d CPUs: %d came online before: %w", n, len(counted), err)
 		}
 	}
+}
+
+// checkCPUCapacity refuses at once a request no hot-plug can satisfy: CPUs
+// only ever come from the possible set, so at most the possible CPUs not
+// yet online, plus those onlined on "add" and not yet counted, can be
+// onlined for it. Waiting out the timeout would only delay the error.
+func (o *Onliner) checkCPUCapacity(n int) error {
+	possibleList, err := readAttr(filepath.Join(o.cpuDir(), "possible"))
+	if err != nil {
+		return nil // cannot tell; the bounded wait decides
+	}
+	possible, err := ParseCPUList(possibleList)
+	if err != nil {
+		return nil
+	}
+	if n > len(possible) {
+		return fmt.Errorf("online %d CPUs: the guest can have at most %d: %w", n, len(possible), errdefs.ErrInvalidArgument)
+	}
+	onlineList, err := readAttr(filepath.Join(o.cpuDir(), "online"))
+	if err != nil {
+		return nil
+	}
+	online, err := ParseCPUList(onlineList)
+	if err != nil {
+		return nil
+	}
+	o.mu.Lock()
+	claimed := len(o.cpuClaims)
+	o.mu.Unlock()
+	notOnline := 0
+	for _, c := range possible {
+		if !slices.Contains(online, c) {
+			notOnline++
+		}
+	}
+	if n > notOnline+claimed {
+		return fmt.Errorf("online %d CPUs: only %d of the guest's possible CPUs (%s) are not online yet (online %s): %w",
+			n, notOnline+claimed, possibleList, onlineList, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // onlineCPUPass counts CPUs onlined on "add" first, then onlines offline

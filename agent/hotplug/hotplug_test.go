@@ -352,6 +352,28 @@ func TestOnlineCPUsRejectsMoreThanPossible(t *testing.T) {
 	}
 }
 
+func TestOnlineCPUsRefusesAtOnceWhenEveryPossibleCPUIsOnline(t *testing.T) {
+	fs := newFakeSysfs(t)
+	fs.cpu(0, "")
+	fs.cpu(1, "1")
+	fs.write("devices/system/cpu/possible", "0-1\n")
+	fs.write("devices/system/cpu/online", "0-1\n")
+	clk := &fakeClock{}
+	o := newOnliner(t, fs, clk, nil)
+	err := o.OnlineCPUMem(context.Background(), 1, true)
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "only 0 of the guest's possible CPUs (0-1)") {
+		t.Fatalf("got %v, want InvalidArgument naming the possible CPUs", err)
+	}
+	if clk.sleeps != 0 {
+		t.Errorf("waited %d times for CPUs that cannot come", clk.sleeps)
+	}
+	// A possible CPU that is not present yet still leaves room to wait.
+	fs.write("devices/system/cpu/possible", "0-2\n")
+	if err := o.OnlineCPUMem(context.Background(), 1, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("with a free possible slot: got %v, want the bounded wait to expire", err)
+	}
+}
+
 func TestOnlineCPUsCanceled(t *testing.T) {
 	fs := newFakeSysfs(t)
 	fs.write("devices/system/cpu/online", "0\n")
