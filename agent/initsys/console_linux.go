@@ -3,7 +3,6 @@ package initsys
 import (
 	"context"
 	"fmt"
-	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 )
 
 // ConsoleOptions configure the debug console.

@@ -3,12 +3,13 @@ package initsys
 import (
 	"bytes"
 	"fmt"
-	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"os"
 	"os/exec"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 )
 
 // Real is the Sys of the running system.

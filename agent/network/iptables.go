@@ -5,12 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"os/exec"
 	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 )
 
 // Bounds for the iptables tools.

@@ -24,6 +24,7 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/host/ocispec"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -180,37 +181,12 @@ func (a *agent) spec(tty bool, args ...string) *pb.Spec {
 	return ocipb.FromSpec(defaultSpec(a.rootfs, args, tty))
 }
 
+// defaultSpec is the host tools' default spec with a short hostname the
+// tests look for.
 func defaultSpec(rootfs string, args []string, tty bool) *specs.Spec {
-	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
-	return &specs.Spec{
-		Version: specs.Version,
-		Root:    &specs.Root{Path: rootfs, Readonly: true},
-		Process: &specs.Process{
-			Terminal: tty, Args: args, Cwd: "/",
-			Env:             []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
-			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
-			NoNewPrivileges: true,
-		},
-		Hostname: "c",
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
-			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
-		},
-		Linux: &specs.Linux{
-			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
-			},
-			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/sys/firmware"},
-			ReadonlyPaths: []string{"/proc/sys", "/proc/sysrq-trigger"},
-		},
-	}
+	s := ocispec.Default(rootfs, args, tty)
+	s.Hostname = "c"
+	return s
 }
 
 // removeCgroups removes the test's cgroup group (leftovers fail the leak

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container/ocipb"
+	"github.com/sandbox-guest/sandbox-guest/host/ocispec"
 	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
@@ -65,49 +66,6 @@ func randomID(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// DefaultSpec is a spec like `runc spec` writes: new namespaces, the usual
-// mounts, default capabilities, masked and read-only /proc paths, no
-// device access beyond the defaults.
-func DefaultSpec(rootfs string, args []string, tty bool) *specs.Spec {
-	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
-	return &specs.Spec{
-		Version: specs.Version,
-		Root:    &specs.Root{Path: rootfs, Readonly: true},
-		Process: &specs.Process{
-			Terminal: tty,
-			Args:     args,
-			Env:      []string{defaultPath, "TERM=xterm"},
-			Cwd:      "/",
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding: caps, Effective: caps, Permitted: caps,
-			},
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
-			NoNewPrivileges: true,
-		},
-		Hostname: "sandbox",
-		Mounts: []specs.Mount{
-			{Destination: "/proc", Type: "proc", Source: "proc"},
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
-			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
-			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
-		},
-		Linux: &specs.Linux{
-			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
-			Namespaces: []specs.LinuxNamespace{
-				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
-			},
-			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
-			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
-		},
-	}
-}
-
 func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
 	fs := containerFlags("run")
 	rootfs := fs.String("rootfs", "", "container root filesystem (absolute path on the agent's side)")
@@ -128,7 +86,7 @@ func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
 	if *id == "" {
 		*id = randomID("run-")
 	}
-	spec := DefaultSpec(*rootfs, cmd, *tty)
+	spec := ocispec.Default(*rootfs, cmd, *tty)
 	spec.Process.Cwd = *cwd
 	spec.Process.Env = append(spec.Process.Env, env...)
 	if *memory > 0 {
@@ -182,7 +140,7 @@ func runExec(ctx context.Context, c *agentclient.Client, args []string) error {
 		return errors.New("usage: exec ID [--tty] -- CMD [ARG]")
 	}
 	execID := randomID("exec-")
-	proc := &specs.Process{Terminal: *tty, Args: fs.Args(), Env: append([]string{defaultPath, "TERM=xterm"}, env...), Cwd: *cwd}
+	proc := &specs.Process{Terminal: *tty, Args: fs.Args(), Env: append([]string{ocispec.DefaultPath, "TERM=xterm"}, env...), Cwd: *cwd}
 	st := startStreams(ctx, c, id, execID, *tty)
 	if _, err := c.Agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: id, ExecId: execID, Process: ocipb.FromProcess(proc)}); err != nil {
 		st.cancel()
