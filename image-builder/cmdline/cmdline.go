@@ -9,7 +9,7 @@ import (
 
 // Options select the variable parts of the default command line.
 type Options struct {
-	FIPS     bool   // append fips=1
+	FIPS     bool   // append fips=1; when false, GODEBUG=fips140=off for the agent
 	NrCPUs   int    // nr_cpus=: upper bound for hot-plugged vCPUs
 	AgentLog string // agent.log= level
 	Console  string // console device, ttyS0 on q35
@@ -59,6 +59,12 @@ func Build(o Options) (string, error) {
 	}
 	if o.FIPS {
 		args = append(args, "fips=1")
+	} else {
+		// The agent is built with Go's FIPS module, which is on by
+		// default, and refuses to serve when the kernel disagrees. The
+		// kernel hands this unknown parameter to PID 1 as an environment
+		// variable, so the agent starts outside FIPS mode too.
+		args = append(args, "GODEBUG=fips140=off")
 	}
 	return strings.Join(args, " "), nil
 }

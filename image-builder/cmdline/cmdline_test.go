@@ -38,6 +38,13 @@ func TestFIPSOffAndDebug(t *testing.T) {
 	if !slices.Contains(fields, "agent.debug_console") {
 		t.Errorf("debug command line lacks agent.debug_console: %q", got)
 	}
+	if !slices.Contains(fields, "GODEBUG=fips140=off") {
+		t.Errorf("non-FIPS command line does not take the agent out of FIPS mode: %q", got)
+	}
+	o.FIPS = true
+	if got, _ := Build(o); strings.Contains(got, "GODEBUG") {
+		t.Errorf("FIPS command line must leave the agent in FIPS mode: %q", got)
+	}
 }
 
 func TestInvalid(t *testing.T) {
