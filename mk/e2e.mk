@@ -24,3 +24,8 @@ demo: image sandbox-demo
 lint-e2e:
 	$(GO) vet -tags e2e ./tests/e2e/...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags e2e ./tests/e2e/...
+
+# bench: measured in the guest under QEMU (see tests/e2e/bench_test.go).
+.PHONY: bench
+bench: image
+	E2E_REQUIRE=1 E2E_IMAGE_DIR=$(E2E_IMAGE_DIR) $(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 50x -timeout 30m ./tests/e2e/

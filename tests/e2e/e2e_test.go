@@ -35,7 +35,7 @@ const (
 
 // imageDir finds the image, or skips: unless E2E_REQUIRE=1 or CI=true, in
 // which case a missing image is a failure.
-func imageDir(t *testing.T) string {
+func imageDir(t testing.TB) string {
 	dir := os.Getenv("E2E_IMAGE_DIR")
 	if dir == "" {
 		dir = filepath.Join("..", "..", "build", "guest")
@@ -69,7 +69,7 @@ type suite struct {
 }
 
 // rpcCtx bounds one step: rpcTimeout, or until QEMU exits.
-func (s *suite) rpcCtx(t *testing.T) context.Context {
+func (s *suite) rpcCtx(t testing.TB) context.Context {
 	bctx, bcancel := s.vm.Bound(context.Background())
 	ctx, cancel := context.WithTimeout(bctx, rpcTimeout)
 	t.Cleanup(func() { cancel(); bcancel() })
@@ -77,7 +77,7 @@ func (s *suite) rpcCtx(t *testing.T) context.Context {
 }
 
 // check fails the test on err, naming an Unimplemented method plainly.
-func check(t *testing.T, what string, err error) {
+func check(t testing.TB, what string, err error) {
 	t.Helper()
 	if err == nil {
 		return
@@ -88,7 +88,10 @@ func check(t *testing.T, what string, err error) {
 	t.Fatalf("%s: %v", what, err)
 }
 
-func TestE2E(t *testing.T) {
+// bootSuite boots the image with a shared directory and returns a suite
+// whose client is connected to a healthy agent. Everything is torn down
+// when t ends.
+func bootSuite(t testing.TB) *suite {
 	img := imageDir(t)
 	bb := os.Getenv("E2E_BUSYBOX")
 	if bb == "" {
@@ -100,7 +103,7 @@ func TestE2E(t *testing.T) {
 
 	// Interrupts tear the VM down through Start's context.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	t.Cleanup(stop)
 
 	share, err := os.MkdirTemp("", "e2e-share-")
 	if err != nil {
@@ -142,7 +145,7 @@ func TestE2E(t *testing.T) {
 
 	s := &suite{vm: vm, share: share, bb: bb}
 	vctx, vcancel := vm.Bound(ctx)
-	defer vcancel()
+	t.Cleanup(vcancel)
 	bctx, cancel := context.WithTimeout(vctx, bootTimeout)
 	defer cancel()
 	cli, err := agentclient.Dial(bctx, vm.AgentAddress(agentPort))
@@ -163,7 +166,11 @@ func TestE2E(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("QEMU start to agent ready: %v", time.Since(vm.Started()).Round(time.Millisecond))
+	return s
+}
 
+func TestE2E(t *testing.T) {
+	s := bootSuite(t)
 	t.Run("HealthCheck", s.testHealth)
 	t.Run("CreateSandbox", s.testCreateSandbox)
 	t.Run("ContainerStdoutAndExitCode", s.testContainerExitCode)
@@ -195,7 +202,7 @@ func (s *suite) testCreateSandbox(t *testing.T) {
 
 // createContainer writes a busybox rootfs for cid into the share and
 // creates and starts the container; it returns the create+start time.
-func (s *suite) createContainer(t *testing.T, cid string, args []string, opts ...fixture.SpecOption) time.Duration {
+func (s *suite) createContainer(t testing.TB, cid string, args []string, opts ...fixture.SpecOption) time.Duration {
 	t.Helper()
 	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, cid), s.bb); err != nil {
 		t.Fatal(err)
@@ -214,7 +221,7 @@ func (s *suite) createContainer(t *testing.T, cid string, args []string, opts ..
 }
 
 // readStdout reads a process's stdout until the agent returns no data.
-func (s *suite) readStdout(t *testing.T, cid, execID string) string {
+func (s *suite) readStdout(t testing.TB, cid, execID string) string {
 	t.Helper()
 	ctx := s.rpcCtx(t)
 	var out bytes.Buffer
@@ -231,14 +238,14 @@ func (s *suite) readStdout(t *testing.T, cid, execID string) string {
 	}
 }
 
-func (s *suite) wait(t *testing.T, cid, execID string) int32 {
+func (s *suite) wait(t testing.TB, cid, execID string) int32 {
 	t.Helper()
 	r, err := s.cli.Agent.WaitProcess(s.rpcCtx(t), &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
 	check(t, "WaitProcess", err)
 	return r.Status
 }
 
-func (s *suite) remove(t *testing.T, cid string) {
+func (s *suite) remove(t testing.TB, cid string) {
 	t.Helper()
 	_, err := s.cli.Agent.RemoveContainer(s.rpcCtx(t), &pb.RemoveContainerRequest{ContainerId: cid, Timeout: 10})
 	check(t, "RemoveContainer "+cid, err)
