@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,6 +70,6 @@ func metricValue(tb testing.TB, text, name string) float64 {
 			return v
 		}
 	}
-	tb.Fatal(fmt.Sprintf("metric %s not in the agent's metrics", name))
+	tb.Fatalf("metric %s not in the agent's metrics", name)
 	return 0
 }
