@@ -167,13 +167,9 @@ func (m *Manager) UpdateInterface(ctx context.Context, iface *typespb.Interface)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h, err := m.nl()
+	h, links, err := m.linksLocked()
 	if err != nil {
 		return nil, err
-	}
-	links, err := dump(h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", sysErr(err))
 	}
 	var link, holder netlink.Link
 	for _, l := range links {
@@ -465,13 +461,9 @@ func (m *Manager) ListInterfaces(ctx context.Context) ([]*typespb.Interface, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h, err := m.nl()
+	h, links, err := m.linksLocked()
 	if err != nil {
 		return nil, err
-	}
-	links, err := dump(h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", sysErr(err))
 	}
 	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
@@ -502,9 +494,9 @@ func (m *Manager) ListInterfaces(ctx context.Context) ([]*typespb.Interface, err
 // through a link (other than loopback) that the kernel did not add itself.
 // With only non-nil, just the routes through those link indexes.
 func (m *Manager) managedRoutes(h *netlink.Handle, only map[int]bool) ([]netlink.Route, error) {
-	links, err := dump(h.LinkList)
+	links, err := listLinks(h)
 	if err != nil {
-		return nil, fmt.Errorf("list links: %w", sysErr(err))
+		return nil, err
 	}
 	loopback := map[int]bool{}
 	for _, l := range links {
@@ -564,13 +556,9 @@ func (m *Manager) UpdateRoutes(ctx context.Context, routes []*typespb.Route) ([]
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h, err := m.nl()
+	h, links, err := m.linksLocked()
 	if err != nil {
 		return nil, err
-	}
-	links, err := dump(h.LinkList)
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", sysErr(err))
 	}
 	byName := map[string]netlink.Link{}
 	for _, l := range links {
@@ -738,9 +726,9 @@ func (m *Manager) ListRoutes(ctx context.Context) ([]*typespb.Route, error) {
 }
 
 func (m *Manager) listRoutes(h *netlink.Handle) ([]*typespb.Route, error) {
-	links, err := dump(h.LinkList)
+	links, err := listLinks(h)
 	if err != nil {
-		return nil, fmt.Errorf("list links: %w", sysErr(err))
+		return nil, err
 	}
 	names := map[int]string{}
 	for _, l := range links {
@@ -805,13 +793,9 @@ func (m *Manager) AddARPNeighbors(ctx context.Context, neighs []*typespb.ARPNeig
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h, err := m.nl()
+	h, links, err := m.linksLocked()
 	if err != nil {
 		return err
-	}
-	links, err := dump(h.LinkList)
-	if err != nil {
-		return fmt.Errorf("list links: %w", sysErr(err))
 	}
 	byName := map[string]int{}
 	for _, l := range links {
@@ -879,4 +863,26 @@ func (m *Manager) GetIPTables(ctx context.Context, ipv6 bool) ([]byte, error) {
 // ipv6) and returns its output.
 func (m *Manager) SetIPTables(ctx context.Context, ipv6 bool, data []byte) ([]byte, error) {
 	return m.ipt.Restore(ctx, ipv6, data)
+}
+
+// linksLocked opens the netlink handle and lists the links. m.mu must be
+// held, and stays held while the caller uses both.
+func (m *Manager) linksLocked() (*netlink.Handle, []netlink.Link, error) {
+	h, err := m.nl()
+	if err != nil {
+		return nil, nil, err
+	}
+	links, err := listLinks(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, links, nil
+}
+
+func listLinks(h *netlink.Handle) ([]netlink.Link, error) {
+	links, err := dump(h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", sysErr(err))
+	}
+	return links, nil
 }
