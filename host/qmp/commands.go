@@ -140,3 +140,26 @@ func (c *Client) Quit(ctx context.Context) error {
 func (c *Client) SystemPowerdown(ctx context.Context) error {
 	return c.Execute(ctx, "system_powerdown", nil, nil)
 }
+
+// HotplugBlock adds the raw disk image at path as block node "<id>-node"
+// and plugs it as virtio-blk-pci device id on bus (a hot-pluggable port,
+// e.g. a pcie-root-port). On a failed device_add the node is removed again.
+func (c *Client) HotplugBlock(ctx context.Context, id, path, bus string, readOnly bool) error {
+	node := id + "-node"
+	err := c.Execute(ctx, "blockdev-add", map[string]any{
+		"driver":    "raw",
+		"node-name": node,
+		"read-only": readOnly,
+		"file":      map[string]any{"driver": "file", "filename": path, "read-only": readOnly},
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("hot-plug disk %s: %w", id, err)
+	}
+	if err := c.DeviceAdd(ctx, "virtio-blk-pci", id, map[string]any{"drive": node, "bus": bus}); err != nil {
+		if derr := c.Execute(ctx, "blockdev-del", map[string]any{"node-name": node}, nil); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		return fmt.Errorf("hot-plug disk %s: %w", id, err)
+	}
+	return nil
+}

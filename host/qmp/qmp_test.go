@@ -339,3 +339,59 @@ func TestBadReturnShape(t *testing.T) {
 		t.Fatalf("err = %v, want a decode error", err)
 	}
 }
+
+func TestHotplugBlock(t *testing.T) {
+	f := newFake(t, func(cmd string, args map[string]any) []string {
+		return []string{`{"return": {}}`}
+	})
+	ctx := ctxT(t)
+	c, err := Dial(ctx, f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.HotplugBlock(ctx, "disk1", "/tmp/disk.img", "rp1", false); err != nil {
+		t.Fatal(err)
+	}
+	cmds, args := f.seen()
+	if strings.Join(cmds, ",") != "qmp_capabilities,blockdev-add,device_add" {
+		t.Fatalf("commands = %v", cmds)
+	}
+	ba := args[1]
+	file, _ := ba["file"].(map[string]any)
+	if ba["driver"] != "raw" || ba["node-name"] != "disk1-node" || ba["read-only"] != false ||
+		file["driver"] != "file" || file["filename"] != "/tmp/disk.img" {
+		t.Errorf("blockdev-add args = %v", ba)
+	}
+	da := args[2]
+	if da["driver"] != "virtio-blk-pci" || da["id"] != "disk1" || da["drive"] != "disk1-node" || da["bus"] != "rp1" {
+		t.Errorf("device_add args = %v", da)
+	}
+}
+
+func TestHotplugBlockRollsBackNode(t *testing.T) {
+	f := newFake(t, func(cmd string, args map[string]any) []string {
+		if cmd == "device_add" {
+			return []string{`{"error": {"class": "GenericError", "desc": "Bus 'rp1' not found"}}`}
+		}
+		return []string{`{"return": {}}`}
+	})
+	ctx := ctxT(t)
+	c, err := Dial(ctx, f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.HotplugBlock(ctx, "disk1", "/tmp/disk.img", "rp1", true)
+	var qe *Error
+	if !errors.As(err, &qe) || qe.Command != "device_add" {
+		t.Fatalf("err = %v, want a device_add error", err)
+	}
+	cmds, args := f.seen()
+	if len(cmds) != 4 || cmds[3] != "blockdev-del" || args[3]["node-name"] != "disk1-node" {
+		t.Errorf("commands = %v %v, want blockdev-del of disk1-node last", cmds, args)
+	}
+	if args[1]["read-only"] != true {
+		t.Errorf("blockdev-add args = %v, want read-only", args[1])
+	}
+}

@@ -176,3 +176,29 @@ func TestUnixListening(t *testing.T) {
 		t.Error("ok for a missing table")
 	}
 }
+
+func TestWithPCIeRootPort(t *testing.T) {
+	c := defaultConfig()
+	if err := WithKernel("/img/vmlinuz")(&c); err != nil {
+		t.Fatal(err)
+	}
+	if err := WithPCIeRootPort("rp1", 5)(&c); err != nil {
+		t.Fatal(err)
+	}
+	args, err := qemuArgs(&c, testPaths(), false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pcie-root-port,id=rp1,bus=pcie.0,chassis=5,addr=0x5"
+	if got := pairs(args, "-device"); len(got) != 1 || got[0] != want {
+		t.Errorf("-device = %q, want %q", got, want)
+	}
+	for _, bad := range []struct {
+		id   string
+		slot uint8
+	}{{"", 5}, {"rp,1", 5}, {"rp=1", 5}, {"rp1", 0}, {"rp1", 0x1f}} {
+		if err := WithPCIeRootPort(bad.id, bad.slot)(&c); err == nil {
+			t.Errorf("WithPCIeRootPort(%q, %#x) accepted", bad.id, bad.slot)
+		}
+	}
+}

@@ -240,3 +240,22 @@ func WithStopTimeout(d time.Duration) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error { c.log = l; return nil }
 }
+
+// WithPCIeRootPort adds a pcie-root-port named id at slot (hex 01..1e) of
+// the q35 root bus, for devices hot-plugged later with bus=id: the root
+// bus itself takes no native PCIe hot-plug. A device plugged into it sits
+// at PCI path "<slot>/00" as the Kata runtime writes it.
+func WithPCIeRootPort(id string, slot uint8) Option {
+	return func(c *config) error {
+		if id == "" || strings.ContainsAny(id, ",= ") {
+			return fmt.Errorf("root port id %q must be non-empty without ',', '=' or spaces", id)
+		}
+		// 00 is the host bridge and 1f the ICH9 LPC/SATA/SMBus functions.
+		if slot < 1 || slot > 0x1e {
+			return fmt.Errorf("root port slot %#x out of range 0x01..0x1e", slot)
+		}
+		c.extraArgs = append(c.extraArgs, "-device",
+			fmt.Sprintf("pcie-root-port,id=%s,bus=pcie.0,chassis=%d,addr=%#x", id, slot, slot))
+		return nil
+	}
+}

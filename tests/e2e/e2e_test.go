@@ -90,8 +90,8 @@ func check(t testing.TB, what string, err error) {
 
 // bootSuite boots the image with a shared directory and returns a suite
 // whose client is connected to a healthy agent. Everything is torn down
-// when t ends.
-func bootSuite(t testing.TB) *suite {
+// when t ends. extra options add to (or override) the suite's VM setup.
+func bootSuite(t testing.TB, extra ...vmm.Option) *suite {
 	img := imageDir(t)
 	bb := os.Getenv("E2E_BUSYBOX")
 	if bb == "" {
@@ -124,6 +124,7 @@ func bootSuite(t testing.TB) *suite {
 	if a := os.Getenv("E2E_APPEND"); a != "" {
 		opts = append(opts, vmm.WithAppend(a))
 	}
+	opts = append(opts, extra...)
 	vm, err := vmm.Start(ctx, opts...)
 	if err != nil {
 		t.Fatalf("boot: %v", err)
