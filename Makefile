@@ -11,12 +11,23 @@ GOFIPS140 ?= v1.0.0
 AGENT_TAGS := seccomp netgo osusergo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/sandbox-guest/sandbox-guest/agent/version.Version=$(VERSION)
 
-.PHONY: all build agent agentctl test unit lint protos-check
+.PHONY: all deps build agent agentctl test unit lint protos-check
 all: build
 
+# deps installs the Debian packages and Go modules that are missing (a no-op
+# when all are there), so that `make image`, `make demo` and `make test`
+# work on a fresh Debian machine as root.
+deps:
+	@scripts/install-deps
+
+# deps comes first wherever a target needs the toolchain or QEMU.
+build: deps
+image: deps
+demo: deps
+test: deps
 build: agent agentctl
 
-agent:
+agent: | deps
 	CGO_ENABLED=1 GOFIPS140=$(GOFIPS140) $(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/kata-agent ./agent/cmd/kata-agent
 
 agentctl:
