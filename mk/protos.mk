@@ -3,7 +3,7 @@ PROTO_DIR := protocols/protos
 PROTO_GO_OUT := protocols
 
 .PHONY: protos
-protos:
+protos: | deps
 	$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	$(GO) build -o $(BIN)/protoc-gen-go-ttrpc github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc
 	protoc -I $(PROTO_DIR) -I /usr/include \
