@@ -41,30 +41,35 @@ func inRange(addr, n, base, size uint64) bool {
 
 // guest returns n bytes of memory at guest physical address addr.
 func (m *memTable) guest(addr, n uint64) ([]byte, error) {
-	if m != nil {
-		for i := range m.regions {
-			r := &m.regions[i]
-			if inRange(addr, n, r.gpa, uint64(len(r.data))) {
-				off := addr - r.gpa
-				return r.data[off : off+n : off+n], nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("guest physical %#x+%#x: %w", addr, n, ErrBadAddress)
+	return m.find(addr, n, false)
 }
 
 // user returns n bytes of memory at front-end virtual address addr.
 func (m *memTable) user(addr, n uint64) ([]byte, error) {
+	return m.find(addr, n, true)
+}
+
+// find returns n bytes at addr, read as a front-end virtual address when
+// virtual is true and as a guest physical one otherwise.
+func (m *memTable) find(addr, n uint64, virtual bool) ([]byte, error) {
 	if m != nil {
 		for i := range m.regions {
 			r := &m.regions[i]
-			if inRange(addr, n, r.uva, uint64(len(r.data))) {
-				off := addr - r.uva
+			base := r.gpa
+			if virtual {
+				base = r.uva
+			}
+			if inRange(addr, n, base, uint64(len(r.data))) {
+				off := addr - base
 				return r.data[off : off+n : off+n], nil
 			}
 		}
 	}
-	return nil, fmt.Errorf("front-end virtual %#x+%#x: %w", addr, n, ErrBadAddress)
+	space := "guest physical"
+	if virtual {
+		space = "front-end virtual"
+	}
+	return nil, fmt.Errorf("%s %#x+%#x: %w", space, addr, n, ErrBadAddress)
 }
 
 // close unmaps every region.
