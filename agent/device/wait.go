@@ -91,17 +91,28 @@ func (w *Waiter) rescanPCI() {
 	_ = os.WriteFile(filepath.Join(w.Sysfs.root(), "bus/pci/rescan"), []byte("1"), 0)
 }
 
-// BlockPCI waits for the virtio-blk disk at PCI path pciPath and returns
-// its device node (e.g. /dev/vda).
-func (w *Waiter) BlockPCI(ctx context.Context, pciPath string) (string, error) {
+// pciDevPath parses pciPath, asks the kernel to rescan the PCI bus (a
+// hot-plugged function may not be enumerated yet) and resolves the path to
+// its sysfs device path. what names the device in errors.
+func (w *Waiter) pciDevPath(pciPath, what string) (PCIPath, string, error) {
 	p, err := ParsePCIPath(pciPath)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	w.rescanPCI()
 	devPath, err := w.Sysfs.PCIDevPath(DefaultRootBus, p)
 	if err != nil {
-		return "", fmt.Errorf("block device at PCI path %s: %w", p, err)
+		return nil, "", fmt.Errorf("%s %s: %w", what, p, err)
+	}
+	return p, devPath, nil
+}
+
+// BlockPCI waits for the virtio-blk disk at PCI path pciPath and returns
+// its device node (e.g. /dev/vda).
+func (w *Waiter) BlockPCI(ctx context.Context, pciPath string) (string, error) {
+	p, devPath, err := w.pciDevPath(pciPath, "block device at PCI path")
+	if err != nil {
+		return "", err
 	}
 	re := regexp.MustCompile("^" + regexp.QuoteMeta(devPath) + "/virtio[0-9]+/block/([^/]+)$")
 	match := func(ev uevent.Event) bool {
@@ -174,14 +185,9 @@ func (w *Waiter) SCSI(ctx context.Context, addr string) (string, error) {
 // PCIDevice waits for the PCI function at pciPath to appear and returns its
 // sysfs directory (under Sysfs.Root).
 func (w *Waiter) PCIDevice(ctx context.Context, pciPath string) (string, error) {
-	p, err := ParsePCIPath(pciPath)
+	p, devPath, err := w.pciDevPath(pciPath, "PCI device")
 	if err != nil {
 		return "", err
-	}
-	w.rescanPCI()
-	devPath, err := w.Sysfs.PCIDevPath(DefaultRootBus, p)
-	if err != nil {
-		return "", fmt.Errorf("PCI device %s: %w", p, err)
 	}
 	dir := filepath.Join(w.Sysfs.root(), devPath)
 	match := func(ev uevent.Event) bool { return ev.Subsystem == "pci" && ev.DevPath == devPath }
