@@ -181,7 +181,25 @@ func TestE2E(t *testing.T) {
 	t.Run("MemoryHotplug", s.testMemoryHotplug)
 	t.Run("CPUHotplug", s.testCPUHotplug)
 	t.Run("OOMEvent", s.testOOM)
+	for _, st := range sharedGuestTests {
+		t.Run(st.name, func(t *testing.T) { st.run(s, t) })
+	}
 	t.Run("DestroySandboxPowersOff", s.testDestroy)
+}
+
+// sharedGuestTest is a subtest that runs on TestE2E's guest after the
+// sandbox exists and before DestroySandbox. Files of this package add
+// theirs with registerSharedGuestTest from an init func, so that one boot
+// serves every concern and each concern keeps its tests in its own file.
+type sharedGuestTest struct {
+	name string
+	run  func(*suite, *testing.T)
+}
+
+var sharedGuestTests []sharedGuestTest
+
+func registerSharedGuestTest(name string, run func(*suite, *testing.T)) {
+	sharedGuestTests = append(sharedGuestTests, sharedGuestTest{name, run})
 }
 
 func (s *suite) testHealth(t *testing.T) {
