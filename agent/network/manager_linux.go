@@ -642,6 +642,7 @@ func toNetlinkRoute(p routePlan, index int) netlink.Route {
 	if p.OnLink {
 		r.Flags = unix.RTNH_F_ONLINK
 	}
+	r.MTU = p.MTU
 	return r
 }
 
@@ -751,7 +752,7 @@ func (m *Manager) listRoutes(h *netlink.Handle) ([]*typespb.Route, error) {
 
 // routeOf converts a kernel route to the protocol form.
 func routeOf(r netlink.Route, device string) *typespb.Route {
-	out := &typespb.Route{Device: device, Scope: uint32(r.Scope), Flags: uint32(r.Flags), Family: typespb.IPFamily_v4}
+	out := &typespb.Route{Device: device, Scope: uint32(r.Scope), Flags: uint32(r.Flags), Family: typespb.IPFamily_v4, Mtu: uint32(r.MTU)}
 	if r.Family == netlink.FAMILY_V6 {
 		out.Family = typespb.IPFamily_v6
 	}

@@ -687,3 +687,54 @@ func TestUpdateInterfaceKeepsWantedSecondary(t *testing.T) {
 		t.Errorf("addresses = %v, want only 10.1.0.3/24", got.IPAddresses)
 	}
 }
+
+// Route.mtu (types.proto field 8) becomes the route's RTAX_MTU metric, as
+// upstream sets it, and ListRoutes reports it back; 0 leaves none.
+func TestUpdateRoutesSetsMTU(t *testing.T) {
+	n := newTestNS(t)
+	m := configured(t, n)
+	ctx := context.Background()
+	req := []*typespb.Route{
+		{Dest: "0.0.0.0/0", Gateway: "10.1.0.1", Device: "eth0", Mtu: 1300},
+		{Dest: "fd02::/64", Gateway: "fd00::1", Device: "eth0", Family: typespb.IPFamily_v6, Mtu: 1280},
+		{Dest: "10.3.0.0/16", Gateway: "10.1.0.1", Device: "eth0"},
+	}
+	got, err := m.UpdateRoutes(ctx, req)
+	if err != nil {
+		t.Fatalf("UpdateRoutes: %v", err)
+	}
+	mtus := map[string]uint32{}
+	for _, r := range got {
+		mtus[r.Dest] = r.Mtu
+	}
+	for dest, want := range map[string]uint32{"0.0.0.0/0": 1300, "fd02::/64": 1280, "10.3.0.0/16": 0} {
+		if have, ok := mtus[dest]; !ok || have != want {
+			t.Errorf("route %s: mtu %d (listed %v), want %d", dest, have, ok, want)
+		}
+	}
+	// The kernel holds it, not just our reply.
+	rs, err := n.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range rs {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			found = true
+			if r.MTU != 1300 {
+				t.Errorf("kernel default route MTU %d, want 1300", r.MTU)
+			}
+		}
+	}
+	if !found {
+		t.Error("default route not in the kernel table")
+	}
+	// Feeding the listing back keeps the MTUs.
+	again, err := m.UpdateRoutes(ctx, got)
+	if err != nil {
+		t.Fatalf("UpdateRoutes(listing): %v", err)
+	}
+	if !slices.EqualFunc(again, got, func(a, b *typespb.Route) bool { return proto.Equal(a, b) }) {
+		t.Errorf("round trip changed the table:\n%v\n%v", got, again)
+	}
+}
