@@ -738,3 +738,62 @@ func TestUpdateRoutesSetsMTU(t *testing.T) {
 		t.Errorf("round trip changed the table:\n%v\n%v", got, again)
 	}
 }
+
+// hotplugNIC plays a NIC hot-plugged while UpdateInterface runs: the link
+// appears only when the manager waits for the device path.
+type hotplugNIC struct {
+	t      *testing.T
+	n      *testNS
+	paths  []string
+	failed error
+}
+
+func (h *hotplugNIC) NetPCI(_ context.Context, p string) (string, error) {
+	h.paths = append(h.paths, p)
+	if h.failed != nil {
+		return "", h.failed
+	}
+	h.n.veth(h.t, "eth7", "eth7-peer", macA, macP, false)
+	return "eth7", nil
+}
+
+// With a device path, UpdateInterface waits for the NIC at that path
+// before looking the link up by MAC, so a NIC still arriving is
+// configured rather than "not found"; without one it does not wait.
+func TestUpdateInterfaceWaitsForDevicePath(t *testing.T) {
+	n := newTestNS(t)
+	nics := &hotplugNIC{t: t, n: n}
+	m := New(Options{Handle: n.h, NICs: nics})
+	req := eth0Request()
+	req.DevicePath = "02/01"
+	got, err := m.UpdateInterface(context.Background(), req)
+	if err != nil {
+		t.Fatalf("UpdateInterface with a device path: %v", err)
+	}
+	if got.Name != "eth0" || got.HwAddr != macA || !slices.Equal(nics.paths, []string{"02/01"}) {
+		t.Errorf("got %v, waited for %v", got, nics.paths)
+	}
+
+	// No device path: no wait.
+	req.DevicePath = ""
+	if _, err := m.UpdateInterface(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if len(nics.paths) != 1 {
+		t.Errorf("waited without a device path: %v", nics.paths)
+	}
+
+	// The NIC never comes: the wait's error, naming the device path, and
+	// nothing touched.
+	before := n.snapshot(t, m)
+	nics.failed = fmt.Errorf("timed out after 3s waiting for network device at PCI path 02/03: %w", context.DeadlineExceeded)
+	req.DevicePath = "02/03"
+	req.Mtu = 1300
+	_, err = m.UpdateInterface(context.Background(), req)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `device at "02/03" not available`) {
+		t.Errorf("NIC never arrives: %v", err)
+	}
+	if after := n.snapshot(t, m); !after.equal(before) {
+		t.Errorf("configuration changed:\nbefore\n%v\nafter\n%v", before, after)
+	}
+}
