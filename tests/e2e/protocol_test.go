@@ -155,16 +155,35 @@ const (
 	nicMAC          = "02:00:00:00:0e:01"
 )
 
-// TestNICHotplugDevicePath does what the runtime does for a hot-plugged
-// network endpoint: device_add the NIC, then at once UpdateInterface with
-// its PCI path in devicePath. The agent must wait for the NIC to arrive
-// and configure it, rather than answer "Link not found".
+// TestNICHotplugDevicePath: the runtime sends UpdateInterface with the
+// NIC's PCI path in devicePath right after device_add, and the guest may
+// still be enumerating the NIC then. Here the request even comes first,
+// half a second before device_add: the agent must wait for the NIC at
+// that path and configure it, rather than answer "Link not found".
 func TestNICHotplugDevicePath(t *testing.T) {
 	s := bootSuite(t,
 		vmm.WithPCIeRootPort(nicRootPort, nicRootPortSlot),
 		vmm.WithAppend("agent.hotplug_timeout=10"),
 	)
 	ctx := s.rpcCtx(t)
+	type result struct {
+		iface *typespb.Interface
+		err   error
+		at    time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		got, err := s.cli.Agent.UpdateInterface(ctx, &pb.UpdateInterfaceRequest{Interface: &typespb.Interface{
+			Device:      "eth0",
+			Name:        "eth0",
+			HwAddr:      nicMAC,
+			Mtu:         1500,
+			DevicePath:  nicPCIPath,
+			IPAddresses: []*typespb.IPAddress{{Family: typespb.IPFamily_v4, Address: "10.0.2.15", Mask: "24"}},
+		}})
+		done <- result{got, err, time.Now()}
+	}()
+	time.Sleep(500 * time.Millisecond)
 	if err := s.vm.QMP().Execute(ctx, "netdev_add", map[string]any{"type": "user", "id": "net1"}, nil); err != nil {
 		t.Fatalf("QMP netdev_add: %v", err)
 	}
@@ -172,18 +191,11 @@ func TestNICHotplugDevicePath(t *testing.T) {
 	if err := s.vm.QMP().DeviceAdd(ctx, "virtio-net-pci", "nic1", map[string]any{"netdev": "net1", "bus": nicRootPort, "mac": nicMAC}); err != nil {
 		t.Fatalf("QMP device_add: %v", err)
 	}
-	got, err := s.cli.Agent.UpdateInterface(ctx, &pb.UpdateInterfaceRequest{Interface: &typespb.Interface{
-		Device:      "eth0",
-		Name:        "eth0",
-		HwAddr:      nicMAC,
-		Mtu:         1500,
-		DevicePath:  nicPCIPath,
-		IPAddresses: []*typespb.IPAddress{{Family: typespb.IPFamily_v4, Address: "10.0.2.15", Mask: "24"}},
-	}})
-	check(t, "UpdateInterface with devicePath "+nicPCIPath+" right after device_add", err)
-	t.Logf("device_add to interface configured: %v", time.Since(plugged).Round(time.Millisecond))
-	if got.Name != "eth0" || got.HwAddr != nicMAC {
-		t.Errorf("UpdateInterface answered %v", got)
+	r := <-done
+	check(t, "UpdateInterface with devicePath "+nicPCIPath+" sent before device_add", r.err)
+	t.Logf("device_add to interface configured: %v", r.at.Sub(plugged).Round(time.Millisecond))
+	if r.iface.Name != "eth0" || r.iface.HwAddr != nicMAC {
+		t.Errorf("UpdateInterface answered %v", r.iface)
 	}
 	ifs, err := s.cli.Agent.ListInterfaces(ctx, &pb.ListInterfacesRequest{})
 	check(t, "ListInterfaces", err)
@@ -199,5 +211,4 @@ func TestNICHotplugDevicePath(t *testing.T) {
 	if !found {
 		t.Errorf("hot-plugged NIC not listed: %v", ifs.Interfaces)
 	}
-
 }
