@@ -2,6 +2,13 @@
 // text exposition format (version 0.0.4) describing the agent process, the
 // guest and each container's cgroup.
 //
+// The families the upstream agent exports (kata_agent_* and kata_guest_*,
+// see its src/agent/src/metrics.rs) keep their names, label names, items
+// and units, so that dashboards built on them work unchanged; so do the
+// kata_agent_process_* families the runtime's dashboards read. Families of
+// our own (kata_agent_rss_bytes, kata_guest_cpu_seconds_total,
+// kata_container_*, ...) come in addition.
+//
 // The text is written by hand rather than with a Prometheus client library:
 // what the agent links, the guest pays for in memory, and a client library
 // would also keep registries and goroutines alive between scrapes. Nothing
@@ -18,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Containers lists the running containers' cgroups: container id → cgroup
@@ -46,6 +54,11 @@ type Collector struct {
 	cgroup     string
 	containers Containers
 	goroutines func() int
+	pageSize   uint64
+	// statfs is unix.Statfs on Linux; tests replace it.
+	statfs statfsFunc
+	// scrapes counts Gather calls (kata_agent_scrape_count).
+	scrapes atomic.Uint64
 }
 
 // userHZ is the unit of /proc/stat times: the kernel exports them in
@@ -71,6 +84,9 @@ func New(opts Options) *Collector {
 	if c.goroutines == nil {
 		c.goroutines = runtime.NumGoroutine
 	}
+	if c.pageSize == 0 {
+		c.pageSize = uint64(os.Getpagesize())
+	}
 	return c
 }
 
@@ -79,18 +95,25 @@ func New(opts Options) *Collector {
 // a container whose cgroup is gone (it just exited) is skipped silently.
 func (c *Collector) Gather() (string, error) {
 	w := &writer{}
+	w.family("kata_agent_scrape_count", "counter", "Metrics scrape count.")
+	w.sample("kata_agent_scrape_count", formatUint(c.scrapes.Add(1)))
 	var errs []error
-	if err := c.agent(w); err != nil {
-		errs = append(errs, fmt.Errorf("agent process metrics: %w", err))
-	}
-	if err := c.meminfo(w); err != nil {
-		errs = append(errs, fmt.Errorf("guest memory metrics: %w", err))
-	}
-	if err := c.cpu(w); err != nil {
-		errs = append(errs, fmt.Errorf("guest CPU metrics: %w", err))
-	}
-	if err := c.load(w); err != nil {
-		errs = append(errs, fmt.Errorf("guest load metrics: %w", err))
+	for _, section := range []struct {
+		what string
+		fn   func(*writer) error
+	}{
+		{"agent process metrics", c.agent},
+		{"guest load metrics", c.load},
+		{"guest disk metrics", c.diskstats},
+		{"guest vmstat metrics", c.vmstat},
+		{"guest CPU metrics", c.cpu},
+		{"guest network device metrics", c.netdev},
+		{"guest memory metrics", c.meminfo},
+		{"guest filesystem metrics", c.filesystems},
+	} {
+		if err := section.fn(w); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", section.what, err))
+		}
 	}
 	c.containerMetrics(w)
 	return w.b.String(), errors.Join(errs...)
@@ -144,157 +167,6 @@ func readBounded(path string, limit int64) (string, error) {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return string(b), nil
-}
-
-// kbFields parses "Name:  123 kB" lines (status, meminfo) into values in
-// bytes when the unit is kB, as they are otherwise.
-func kbFields(text string) (names []string, values map[string]uint64) {
-	values = map[string]uint64{}
-	for _, line := range strings.Split(text, "\n") {
-		name, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		if len(f) == 2 && f[1] == "kB" {
-			v *= 1024
-		} else if len(f) != 1 {
-			continue
-		}
-		if _, dup := values[name]; !dup {
-			names = append(names, name)
-		}
-		values[name] = v
-	}
-	return names, values
-}
-
-func (c *Collector) agent(w *writer) error {
-	var errs []error
-	status, err := readBounded(filepath.Join(c.proc, "self/status"), maxSmallFile)
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		_, v := kbFields(status)
-		for _, m := range []struct{ field, name, help string }{
-			{"VmRSS", "kata_agent_rss_bytes", "Resident set size of the agent process."},
-			{"RssAnon", "kata_agent_anon_rss_bytes", "Anonymous resident memory of the agent process."},
-			{"Threads", "kata_agent_threads", "Threads of the agent process."},
-		} {
-			if val, ok := v[m.field]; ok {
-				w.family(m.name, "gauge", m.help)
-				w.sample(m.name, formatUint(val))
-			}
-		}
-	}
-	w.family("kata_agent_goroutines", "gauge", "Goroutines in the agent.")
-	w.sample("kata_agent_goroutines", strconv.Itoa(c.goroutines()))
-	fds, err := os.ReadDir(filepath.Join(c.proc, "self/fd"))
-	if err != nil {
-		errs = append(errs, fmt.Errorf("list open fds: %w", err))
-	} else {
-		w.family("kata_agent_open_fds", "gauge", "Open file descriptors of the agent process.")
-		w.sample("kata_agent_open_fds", strconv.Itoa(len(fds)))
-	}
-	return errors.Join(errs...)
-}
-
-func (c *Collector) meminfo(w *writer) error {
-	text, err := readBounded(filepath.Join(c.proc, "meminfo"), maxSmallFile)
-	if err != nil {
-		return err
-	}
-	names, v := kbFields(text)
-	if len(names) == 0 {
-		return fmt.Errorf("%s: no fields", filepath.Join(c.proc, "meminfo"))
-	}
-	w.family("kata_guest_meminfo", "gauge", "Guest memory from /proc/meminfo, in bytes for fields the kernel gives in kB.")
-	for _, n := range names {
-		w.sample("kata_guest_meminfo", formatUint(v[n]), "item", n)
-	}
-	return nil
-}
-
-// cpuModes names the columns of /proc/stat cpu lines, in order.
-var cpuModes = []string{"user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice"}
-
-func (c *Collector) cpu(w *writer) error {
-	path := filepath.Join(c.proc, "stat")
-	text, err := readBounded(path, maxStatFile)
-	if err != nil {
-		return err
-	}
-	started := false
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || !strings.HasPrefix(f[0], "cpu") {
-			continue
-		}
-		cpu := strings.TrimPrefix(f[0], "cpu")
-		if cpu == "" {
-			cpu = "total"
-		} else if _, err := strconv.Atoi(cpu); err != nil {
-			continue
-		}
-		if !started {
-			w.family("kata_guest_cpu_seconds_total", "counter", "Guest CPU time by mode, from /proc/stat.")
-			started = true
-		}
-		for i, ticks := range f[1:] {
-			if i >= len(cpuModes) {
-				break
-			}
-			t, err := strconv.ParseUint(ticks, 10, 64)
-			if err != nil {
-				return fmt.Errorf("%s: %s %s: %q is not a number", path, f[0], cpuModes[i], ticks)
-			}
-			w.sample("kata_guest_cpu_seconds_total", formatFloat(float64(t)/userHZ), "cpu", cpu, "mode", cpuModes[i])
-		}
-	}
-	if !started {
-		return fmt.Errorf("%s: no cpu lines", path)
-	}
-	return nil
-}
-
-func (c *Collector) load(w *writer) error {
-	path := filepath.Join(c.proc, "loadavg")
-	text, err := readBounded(path, maxSmallFile)
-	if err != nil {
-		return err
-	}
-	f := strings.Fields(text)
-	if len(f) < 4 {
-		return fmt.Errorf("%s: %q: want 5 fields", path, strings.TrimSpace(text))
-	}
-	var vals []string
-	for _, s := range f[:3] {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return fmt.Errorf("%s: %q is not a load average", path, s)
-		}
-		vals = append(vals, formatFloat(v))
-	}
-	running, total, ok := strings.Cut(f[3], "/")
-	r, err1 := strconv.ParseUint(running, 10, 64)
-	t, err2 := strconv.ParseUint(total, 10, 64)
-	if !ok || err1 != nil || err2 != nil {
-		return fmt.Errorf("%s: %q is not running/total tasks", path, f[3])
-	}
-	w.family("kata_guest_load", "gauge", "Guest load averages and scheduling entities, from /proc/loadavg.")
-	w.sample("kata_guest_load", vals[0], "item", "load1")
-	w.sample("kata_guest_load", vals[1], "item", "load5")
-	w.sample("kata_guest_load", vals[2], "item", "load15")
-	w.sample("kata_guest_load", formatUint(r), "item", "tasks_running")
-	w.sample("kata_guest_load", formatUint(t), "item", "tasks_total")
-	return nil
 }
 
 type containerStats struct {

@@ -218,6 +218,8 @@ type routePlan struct {
 	Scope  uint8
 	OnLink bool
 	V6     bool
+	// MTU is the route's MTU metric; 0 sets none (the device's applies).
+	MTU int
 }
 
 func (r routePlan) String() string {
@@ -318,6 +320,16 @@ func parseRoute(pos int, r *typespb.Route) (routePlan, error) {
 	// Other flags the host reports (linkdown, dead, offload) describe its
 	// own state and cannot be set; only onlink is a request.
 	p.OnLink = r.GetFlags()&rtnhFOnlink != 0
+	if mtu := r.GetMtu(); mtu != 0 {
+		lo := uint32(MinMTU)
+		if p.V6 {
+			lo = MinMTUv6
+		}
+		if mtu < lo || mtu > MaxMTU {
+			return p, fail("MTU %d is out of range [%d, %d]", mtu, lo, MaxMTU)
+		}
+		p.MTU = int(mtu)
+	}
 	return p, nil
 }
 

@@ -173,6 +173,9 @@ func TestParseRouteErrors(t *testing.T) {
 		{&typespb.Route{Dest: "10.0.0.0/8", Device: "e", Family: 7}, "family 7"},
 		{&typespb.Route{Dest: "10.0.0.0/8", Device: "e", Scope: 256}, "scope 256"},
 		{&typespb.Route{Dest: "10.0.0.0/8", Gateway: "10.0.0.1", Device: "e", Scope: 253}, "cannot have scope 253"},
+		{&typespb.Route{Dest: "10.0.0.0/8", Device: "e", Mtu: 67}, "MTU 67"},
+		{&typespb.Route{Dest: "10.0.0.0/8", Device: "e", Mtu: 70000}, "MTU 70000"},
+		{&typespb.Route{Dest: "fd00::/64", Device: "e", Mtu: 1279}, "MTU 1279"},
 	}
 	for _, c := range cases {
 		_, err := parseRoute(3, c.r)

@@ -27,6 +27,16 @@ type Options struct {
 	IPTables IPTables
 	// Log defaults to slog.Default().
 	Log *slog.Logger
+	// NICs waits for a hot-plugged NIC named by its device path
+	// (Interface.devicePath); nil does not wait (a development host).
+	NICs NICWaiter
+}
+
+// NICWaiter waits, bounded by the hot-plug timeout, for the network
+// interface of the device at a PCI path and returns its name
+// (*device.Waiter implements it).
+type NICWaiter interface {
+	NetPCI(ctx context.Context, pciPath string) (string, error)
 }
 
 // Manager applies the runtime's network requests to one namespace.
@@ -38,6 +48,7 @@ type Manager struct {
 	owned  bool
 	ipt    IPTables
 	log    *slog.Logger
+	nics   NICWaiter
 }
 
 // New builds a Manager. It opens nothing until the first request.
@@ -46,7 +57,7 @@ func New(opts Options) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{handle: opts.Handle, ipt: opts.IPTables, log: log}
+	return &Manager{handle: opts.Handle, ipt: opts.IPTables, log: log, nics: opts.NICs}
 }
 
 // Close releases a handle the Manager opened itself.
@@ -156,11 +167,19 @@ func (m *Manager) saveLink(h *netlink.Handle, l netlink.Link) (linkState, error)
 // UpdateInterface configures the link whose hardware address matches
 // iface.HwAddr: name, MTU, addresses (replacing the existing ones), the
 // NOARP flag from raw_flags, and brings it up. It returns the resulting
-// interface. On any failure the link is put back as it was.
+// interface. On any failure the link is put back as it was. With a device
+// path, the NIC at that path is first awaited, as it may still be
+// arriving from a hot-plug.
 func (m *Manager) UpdateInterface(ctx context.Context, iface *typespb.Interface) (*typespb.Interface, error) {
 	plan, err := parseInterface(iface)
 	if err != nil {
 		return nil, err
+	}
+	if p := iface.GetDevicePath(); p != "" && m.nics != nil {
+		// Not under m.mu: other requests go on while this NIC arrives.
+		if _, err := m.nics.NetPCI(ctx, p); err != nil {
+			return nil, fmt.Errorf("interface %q (%s): device at %q not available: %w", plan.Name, plan.HwAddr, p, err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -642,6 +661,7 @@ func toNetlinkRoute(p routePlan, index int) netlink.Route {
 	if p.OnLink {
 		r.Flags = unix.RTNH_F_ONLINK
 	}
+	r.MTU = p.MTU
 	return r
 }
 
@@ -751,7 +771,7 @@ func (m *Manager) listRoutes(h *netlink.Handle) ([]*typespb.Route, error) {
 
 // routeOf converts a kernel route to the protocol form.
 func routeOf(r netlink.Route, device string) *typespb.Route {
-	out := &typespb.Route{Device: device, Scope: uint32(r.Scope), Flags: uint32(r.Flags), Family: typespb.IPFamily_v4}
+	out := &typespb.Route{Device: device, Scope: uint32(r.Scope), Flags: uint32(r.Flags), Family: typespb.IPFamily_v4, Mtu: uint32(r.MTU)}
 	if r.Family == netlink.FAMILY_V6 {
 		out.Family = typespb.IPFamily_v6
 	}

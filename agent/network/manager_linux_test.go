@@ -687,3 +687,113 @@ func TestUpdateInterfaceKeepsWantedSecondary(t *testing.T) {
 		t.Errorf("addresses = %v, want only 10.1.0.3/24", got.IPAddresses)
 	}
 }
+
+// Route.mtu (types.proto field 8) becomes the route's RTAX_MTU metric, as
+// upstream sets it, and ListRoutes reports it back; 0 leaves none.
+func TestUpdateRoutesSetsMTU(t *testing.T) {
+	n := newTestNS(t)
+	m := configured(t, n)
+	ctx := context.Background()
+	req := []*typespb.Route{
+		{Dest: "0.0.0.0/0", Gateway: "10.1.0.1", Device: "eth0", Mtu: 1300},
+		{Dest: "fd02::/64", Gateway: "fd00::1", Device: "eth0", Family: typespb.IPFamily_v6, Mtu: 1280},
+		{Dest: "10.3.0.0/16", Gateway: "10.1.0.1", Device: "eth0"},
+	}
+	got, err := m.UpdateRoutes(ctx, req)
+	if err != nil {
+		t.Fatalf("UpdateRoutes: %v", err)
+	}
+	mtus := map[string]uint32{}
+	for _, r := range got {
+		mtus[r.Dest] = r.Mtu
+	}
+	for dest, want := range map[string]uint32{"0.0.0.0/0": 1300, "fd02::/64": 1280, "10.3.0.0/16": 0} {
+		if have, ok := mtus[dest]; !ok || have != want {
+			t.Errorf("route %s: mtu %d (listed %v), want %d", dest, have, ok, want)
+		}
+	}
+	// The kernel holds it, not just our reply.
+	rs, err := n.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range rs {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			found = true
+			if r.MTU != 1300 {
+				t.Errorf("kernel default route MTU %d, want 1300", r.MTU)
+			}
+		}
+	}
+	if !found {
+		t.Error("default route not in the kernel table")
+	}
+	// Feeding the listing back keeps the MTUs.
+	again, err := m.UpdateRoutes(ctx, got)
+	if err != nil {
+		t.Fatalf("UpdateRoutes(listing): %v", err)
+	}
+	if !slices.EqualFunc(again, got, func(a, b *typespb.Route) bool { return proto.Equal(a, b) }) {
+		t.Errorf("round trip changed the table:\n%v\n%v", got, again)
+	}
+}
+
+// hotplugNIC plays a NIC hot-plugged while UpdateInterface runs: the link
+// appears only when the manager waits for the device path.
+type hotplugNIC struct {
+	t      *testing.T
+	n      *testNS
+	paths  []string
+	failed error
+}
+
+func (h *hotplugNIC) NetPCI(_ context.Context, p string) (string, error) {
+	h.paths = append(h.paths, p)
+	if h.failed != nil {
+		return "", h.failed
+	}
+	h.n.veth(h.t, "eth7", "eth7-peer", macA, macP, false)
+	return "eth7", nil
+}
+
+// With a device path, UpdateInterface waits for the NIC at that path
+// before looking the link up by MAC, so a NIC still arriving is
+// configured rather than "not found"; without one it does not wait.
+func TestUpdateInterfaceWaitsForDevicePath(t *testing.T) {
+	n := newTestNS(t)
+	nics := &hotplugNIC{t: t, n: n}
+	m := New(Options{Handle: n.h, NICs: nics})
+	req := eth0Request()
+	req.DevicePath = "02/01"
+	got, err := m.UpdateInterface(context.Background(), req)
+	if err != nil {
+		t.Fatalf("UpdateInterface with a device path: %v", err)
+	}
+	if got.Name != "eth0" || got.HwAddr != macA || !slices.Equal(nics.paths, []string{"02/01"}) {
+		t.Errorf("got %v, waited for %v", got, nics.paths)
+	}
+
+	// No device path: no wait.
+	req.DevicePath = ""
+	if _, err := m.UpdateInterface(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if len(nics.paths) != 1 {
+		t.Errorf("waited without a device path: %v", nics.paths)
+	}
+
+	// The NIC never comes: the wait's error, naming the device path, and
+	// nothing touched.
+	before := n.snapshot(t, m)
+	nics.failed = fmt.Errorf("timed out after 3s waiting for network device at PCI path 02/03: %w", context.DeadlineExceeded)
+	req.DevicePath = "02/03"
+	req.Mtu = 1300
+	_, err = m.UpdateInterface(context.Background(), req)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `device at "02/03" not available`) {
+		t.Errorf("NIC never arrives: %v", err)
+	}
+	if after := n.snapshot(t, m); !after.equal(before) {
+		t.Errorf("configuration changed:\nbefore\n%v\nafter\n%v", before, after)
+	}
+}

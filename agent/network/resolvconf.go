@@ -2,123 +2,63 @@ package network
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"unicode"
 )
 
-// Bounds on resolv.conf content from the runtime (glibc reads at most 3
-// nameservers and 6 search domains, but more is harmless; these only stop
-// a hostile request from filling memory or disk).
+// Bounds on resolv.conf content from the runtime. The content itself is
+// written as sent, like the upstream agent does: the runtime forwards the
+// pod's resolv.conf split into lines, and whatever a node's file holds
+// (systemd-resolved's "search .", comments, options we do not know) is the
+// resolver's business, not ours. These only stop a hostile request from
+// filling memory or the sandbox directory; a real pod file is a few
+// hundred bytes.
 const (
-	maxResolvLines   = 64
-	maxResolvLineLen = 1024
+	maxResolvLines = 1024
+	maxResolvBytes = 64 << 10
 )
 
-// ValidateResolvConfLine checks one line of resolv.conf as sent in
-// CreateSandbox's dns list: a comment, an empty line, or a known keyword
-// (nameserver, search, domain, options, sortlist) with well-formed values.
-// Control characters (NUL, newline, ...) are refused, so a line cannot
-// smuggle in another one.
-func ValidateResolvConfLine(line string) error {
-	if len(line) > maxResolvLineLen {
-		return invalid("resolv.conf line is %d bytes, longer than %d", len(line), maxResolvLineLen)
+// resolvConfContent turns the runtime's dns list into file content: line
+// endings normalised (a CRLF file arrives with a '\r' on every line; an
+// element may also carry its own breaks), each line trimmed, one '\n'
+// after every line.
+func resolvConfContent(lines []string) (string, error) {
+	size := 0
+	for _, l := range lines {
+		size += len(l) + 1
 	}
-	for _, r := range line {
-		if r != '\t' && (unicode.IsControl(r) || r == unicode.ReplacementChar) {
-			return invalid("resolv.conf line %q contains control character %q", line, r)
-		}
+	if size > maxResolvBytes {
+		return "", invalid("resolv.conf is %d bytes, more than %d", size, maxResolvBytes)
 	}
-	fields := strings.Fields(line)
-	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") || strings.HasPrefix(fields[0], ";") {
-		return nil
+	joined := strings.Join(lines, "\n")
+	joined = strings.ReplaceAll(joined, "\r\n", "\n")
+	joined = strings.ReplaceAll(joined, "\r", "\n")
+	out := strings.Split(joined, "\n")
+	for i, l := range out {
+		out[i] = strings.TrimSpace(l)
 	}
-	key, vals := fields[0], fields[1:]
-	switch key {
-	case "nameserver":
-		if len(vals) != 1 {
-			return invalid("resolv.conf line %q: nameserver takes one address", line)
-		}
-		if _, err := netip.ParseAddr(vals[0]); err != nil {
-			return invalid("resolv.conf line %q: nameserver %q is not an IP address", line, vals[0])
-		}
-	case "domain", "search":
-		if len(vals) == 0 || (key == "domain" && len(vals) != 1) {
-			return invalid("resolv.conf line %q: %s needs %s", line, key, map[string]string{"domain": "one domain name", "search": "domain names"}[key])
-		}
-		for _, d := range vals {
-			if !validDomain(d) {
-				return invalid("resolv.conf line %q: %q is not a domain name", line, d)
-			}
-		}
-	case "options":
-		if len(vals) == 0 {
-			return invalid("resolv.conf line %q: options needs at least one option", line)
-		}
-		for _, o := range vals {
-			for _, r := range o {
-				if !(r == ':' || r == '-' || r == '_' || r == '.' || (r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)))) {
-					return invalid("resolv.conf line %q: option %q contains %q", line, o, r)
-				}
-			}
-		}
-	case "sortlist":
-		if len(vals) == 0 {
-			return invalid("resolv.conf line %q: sortlist needs address/netmask pairs", line)
-		}
-		for _, v := range vals {
-			addr, mask, _ := strings.Cut(v, "/")
-			if _, err := netip.ParseAddr(addr); err != nil {
-				return invalid("resolv.conf line %q: sortlist entry %q is not an address", line, v)
-			}
-			if mask != "" {
-				if _, err := netip.ParseAddr(mask); err != nil {
-					return invalid("resolv.conf line %q: sortlist netmask %q is not valid", line, mask)
-				}
-			}
-		}
-	default:
-		return invalid("resolv.conf line %q: unknown keyword %q", line, key)
+	// The runtime splits a file that ends in a newline into a last, empty
+	// element: it ends the file, it is not one more line.
+	if n := len(out); n > 0 && out[n-1] == "" {
+		out = out[:n-1]
 	}
-	return nil
+	if len(out) > maxResolvLines {
+		return "", invalid("resolv.conf has %d lines, more than %d", len(out), maxResolvLines)
+	}
+	if len(out) == 0 {
+		return "", nil
+	}
+	return strings.Join(out, "\n") + "\n", nil
 }
 
-// validDomain accepts DNS names made of letters, digits, '-', '_' and
-// dots, at most 253 bytes (a trailing dot is allowed).
-func validDomain(d string) bool {
-	d = strings.TrimSuffix(d, ".")
-	if d == "" || len(d) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, r := range label {
-			if !(r == '-' || r == '_' || (r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)))) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// WriteResolvConf validates every line and then writes them, one per
-// line, to path (creating its directory). The file is replaced
-// atomically; nothing is written when any line is invalid.
+// WriteResolvConf writes the runtime's dns lines to path (creating its
+// directory), normalised as resolvConfContent says. The file is replaced
+// atomically; nothing is written when the content is over a limit.
 func WriteResolvConf(path string, lines []string) error {
-	if len(lines) > maxResolvLines {
-		return invalid("resolv.conf has %d lines, more than %d", len(lines), maxResolvLines)
-	}
-	var b strings.Builder
-	for i, l := range lines {
-		if err := ValidateResolvConfLine(l); err != nil {
-			return fmt.Errorf("dns line %d: %w", i, err)
-		}
-		b.WriteString(strings.TrimSpace(l))
-		b.WriteByte('\n')
+	content, err := resolvConfContent(lines)
+	if err != nil {
+		return err
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -130,7 +70,7 @@ func WriteResolvConf(path string, lines []string) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	if _, err := f.WriteString(b.String()); err != nil {
+	if _, err := f.WriteString(content); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -70,6 +70,7 @@ type Sandbox struct {
 	sharedNS   map[specs.LinuxNamespaceType]string
 	pidnsOwner string                          // container whose init holds the shared pid ns
 	containers map[string]*container.Container // nil value: being created
+	termLogs   sync.Map                        // container id → its termination message file
 
 	oom oomQueue
 
@@ -333,6 +334,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		_ = os.RemoveAll(bundle)
 		return err
 	}
+	s.rememberTerminationLog(req.ID, spec)
 	s.mu.Lock()
 	s.containers[req.ID] = c
 	if holdsPidns && s.pidnsOwner == "" {
@@ -567,6 +569,7 @@ func (s *Sandbox) RemoveContainer(ctx context.Context, id string, timeout time.D
 	if err := os.RemoveAll(filepath.Join(s.cfg.BundleRoot, id)); err != nil {
 		errs = append(errs, fmt.Errorf("container %q bundle: %w", id, err))
 	}
+	s.termLogs.Delete(id)
 	s.mu.Lock()
 	delete(s.containers, id)
 	if s.pidnsOwner == id {

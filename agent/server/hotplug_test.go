@@ -225,7 +225,7 @@ func TestGetMetricsHandler(t *testing.T) {
 	}
 	for _, line := range []string{
 		"kata_agent_anon_rss_bytes 1048576",
-		`kata_guest_meminfo{item="MemTotal"} 536870912`,
+		`kata_guest_meminfo{item="mem_total"} 536870912`,
 		`kata_guest_cpu_seconds_total{cpu="total",mode="user"} 1`,
 		`kata_container_memory_usage_bytes{container_id="c1"} 4096`,
 	} {

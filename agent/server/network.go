@@ -44,7 +44,11 @@ func (h *networkHandlers) UpdateRoutes(ctx context.Context, req *pb.UpdateRoutes
 	if h.net == nil {
 		return nil, notImplemented("UpdateRoutes")
 	}
-	// A missing list means an empty table, as upstream treats it.
+	// No routes message is malformed (upstream refuses it too); only a
+	// present, empty list means an empty table.
+	if req.GetRoutes() == nil {
+		return nil, fmt.Errorf("UpdateRoutes: routes message is missing: %w", errdefs.ErrInvalidArgument)
+	}
 	rs, err := h.net.UpdateRoutes(ctx, req.GetRoutes().GetRoutes())
 	if err != nil {
 		return nil, err
@@ -77,6 +81,9 @@ func (h *networkHandlers) ListRoutes(ctx context.Context, _ *pb.ListRoutesReques
 func (h *networkHandlers) AddARPNeighbors(ctx context.Context, req *pb.AddARPNeighborsRequest) (*emptypb.Empty, error) {
 	if h.net == nil {
 		return nil, notImplemented("AddARPNeighbors")
+	}
+	if req.GetNeighbors() == nil {
+		return nil, fmt.Errorf("AddARPNeighbors: neighbors message is missing: %w", errdefs.ErrInvalidArgument)
 	}
 	if err := h.net.AddARPNeighbors(ctx, req.GetNeighbors().GetARPNeighbors()); err != nil {
 		return nil, err

@@ -92,8 +92,9 @@ func TestNetworkHandlersTranslate(t *testing.T) {
 	if err != nil || len(f.routes) != 2 || len(rr.Routes) != 2 || !proto.Equal(rr.Routes[1], rs[1]) {
 		t.Errorf("UpdateRoutes: %v %v, passed %v", rr, err, f.routes)
 	}
-	if _, err := c.Agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{}); err != nil || len(f.routes) != 0 {
-		t.Errorf("UpdateRoutes without a list: %v, passed %v", err, f.routes)
+	// A present but empty list is an empty table.
+	if _, err := c.Agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{}}); err != nil || len(f.routes) != 0 {
+		t.Errorf("UpdateRoutes with an empty list: %v, passed %v", err, f.routes)
 	}
 
 	ifs, err := c.Agent.ListInterfaces(ctx, &pb.ListInterfacesRequest{})
@@ -142,7 +143,7 @@ func TestNetworkHandlerErrors(t *testing.T) {
 	}
 	bad := fmt.Errorf("route 0: gateway 10.9.0.1 is not reachable: %w", errdefs.ErrInvalidArgument)
 	c = startServer(t, Options{Network: &fakeNetwork{failure: bad}})
-	_, err = c.Agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{})
+	_, err = c.Agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{Routes: &pb.Routes{}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "10.9.0.1") {
 		t.Errorf("UpdateRoutes: %v", err)
 	}
@@ -167,5 +168,36 @@ func TestNetworkUnconfiguredIsUnimplemented(t *testing.T) {
 		if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// A request without its sub-message is malformed, as upstream treats it:
+// an UpdateRoutes with no routes message must not flush the table, and
+// the network is not touched.
+func TestNetworkHandlersRefuseMissingMessages(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeNetwork{}
+	c := startServer(t, Options{Network: f})
+	for name, call := range map[string]func() error{
+		"UpdateInterface": func() error {
+			_, err := c.Agent.UpdateInterface(ctx, &pb.UpdateInterfaceRequest{})
+			return err
+		},
+		"UpdateRoutes": func() error {
+			_, err := c.Agent.UpdateRoutes(ctx, &pb.UpdateRoutesRequest{})
+			return err
+		},
+		"AddARPNeighbors": func() error {
+			_, err := c.Agent.AddARPNeighbors(ctx, &pb.AddARPNeighborsRequest{})
+			return err
+		},
+	} {
+		err := call()
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "missing") {
+			t.Errorf("%s without its message: %v, want InvalidArgument naming the method", name, err)
+		}
+	}
+	if f.iface != nil || f.routes != nil || f.neighs != nil {
+		t.Errorf("network touched: %v %v %v", f.iface, f.routes, f.neighs)
 	}
 }

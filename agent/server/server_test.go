@@ -76,6 +76,7 @@ func TestUnimplementedNamesMethod(t *testing.T) {
 	for name, call := range map[string]func() error{
 		"SetPolicy":          func() error { _, err := c.Agent.SetPolicy(ctx, &pb.SetPolicyRequest{}); return err },
 		"AddSwap":            func() error { _, err := c.Agent.AddSwap(ctx, &pb.AddSwapRequest{}); return err },
+		"AddSwapPath":        func() error { _, err := c.Agent.AddSwapPath(ctx, &pb.AddSwapPathRequest{Path: "/dev/vdb"}); return err },
 		"ResizeVolume":       func() error { _, err := c.Agent.ResizeVolume(ctx, &pb.ResizeVolumeRequest{}); return err },
 		"MemAgentMemcgSet":   func() error { _, err := c.Agent.MemAgentMemcgSet(ctx, &pb.MemAgentMemcgConfig{}); return err },
 		"MemAgentCompactSet": func() error { _, err := c.Agent.MemAgentCompactSet(ctx, &pb.MemAgentCompactConfig{}); return err },

@@ -137,6 +137,12 @@ func (unimplemented) GetVolumeStats(context.Context, *pb.VolumeStatsRequest) (*p
 func (unimplemented) ResizeVolume(context.Context, *pb.ResizeVolumeRequest) (*emptypb.Empty, error) {
 	return nil, notImplemented("ResizeVolume")
 }
+func (unimplemented) AddSwapPath(context.Context, *pb.AddSwapPathRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("AddSwapPath")
+}
+func (unimplemented) GetDiagnosticData(context.Context, *pb.GetDiagnosticDataRequest) (*pb.GetDiagnosticDataResponse, error) {
+	return nil, notImplemented("GetDiagnosticData")
+}
 func (unimplemented) SetPolicy(context.Context, *pb.SetPolicyRequest) (*emptypb.Empty, error) {
 	return nil, notImplemented("SetPolicy")
 }

@@ -3189,6 +3189,10 @@ type Storage struct {
 	Options       []string               `protobuf:"bytes,5,rep,name=options,proto3" json:"options,omitempty"`
 	MountPoint    string                 `protobuf:"bytes,6,opt,name=mount_point,json=mountPoint,proto3" json:"mount_point,omitempty"`
 	FsGroup       *FSGroup               `protobuf:"bytes,7,opt,name=fs_group,json=fsGroup,proto3" json:"fs_group,omitempty"`
+	// Set when several containers use this storage (a block-backed
+	// emptyDir, for instance): it lives until the sandbox goes, not until
+	// the container that asked for it does.
+	Shared        bool `protobuf:"varint,8,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3270,6 +3274,13 @@ func (x *Storage) GetFsGroup() *FSGroup {
 		return x.FsGroup
 	}
 	return nil
+}
+
+func (x *Storage) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
 }
 
 // A device of the container's OCI device list, located in the guest.
@@ -3633,6 +3644,50 @@ func (x *AddSwapRequest) GetPCIPath() []uint32 {
 	return nil
 }
 
+type AddSwapPathRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddSwapPathRequest) Reset() {
+	*x = AddSwapPathRequest{}
+	mi := &file_agent_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddSwapPathRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddSwapPathRequest) ProtoMessage() {}
+
+func (x *AddSwapPathRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddSwapPathRequest.ProtoReflect.Descriptor instead.
+func (*AddSwapPathRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *AddSwapPathRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 type GetMetricsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3641,7 +3696,7 @@ type GetMetricsRequest struct {
 
 func (x *GetMetricsRequest) Reset() {
 	*x = GetMetricsRequest{}
-	mi := &file_agent_proto_msgTypes[62]
+	mi := &file_agent_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3653,7 +3708,7 @@ func (x *GetMetricsRequest) String() string {
 func (*GetMetricsRequest) ProtoMessage() {}
 
 func (x *GetMetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[62]
+	mi := &file_agent_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3666,7 +3721,7 @@ func (x *GetMetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetricsRequest.ProtoReflect.Descriptor instead.
 func (*GetMetricsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{62}
+	return file_agent_proto_rawDescGZIP(), []int{63}
 }
 
 // Prometheus text exposition.
@@ -3679,7 +3734,7 @@ type Metrics struct {
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_agent_proto_msgTypes[63]
+	mi := &file_agent_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3691,7 +3746,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[63]
+	mi := &file_agent_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3704,7 +3759,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{63}
+	return file_agent_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Metrics) GetMetrics() string {
@@ -3723,7 +3778,7 @@ type VolumeStatsRequest struct {
 
 func (x *VolumeStatsRequest) Reset() {
 	*x = VolumeStatsRequest{}
-	mi := &file_agent_proto_msgTypes[64]
+	mi := &file_agent_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3735,7 +3790,7 @@ func (x *VolumeStatsRequest) String() string {
 func (*VolumeStatsRequest) ProtoMessage() {}
 
 func (x *VolumeStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[64]
+	mi := &file_agent_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3748,7 +3803,7 @@ func (x *VolumeStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeStatsRequest.ProtoReflect.Descriptor instead.
 func (*VolumeStatsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{64}
+	return file_agent_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *VolumeStatsRequest) GetVolumeGuestPath() string {
@@ -3768,7 +3823,7 @@ type ResizeVolumeRequest struct {
 
 func (x *ResizeVolumeRequest) Reset() {
 	*x = ResizeVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[65]
+	mi := &file_agent_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +3835,7 @@ func (x *ResizeVolumeRequest) String() string {
 func (*ResizeVolumeRequest) ProtoMessage() {}
 
 func (x *ResizeVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[65]
+	mi := &file_agent_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +3848,7 @@ func (x *ResizeVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ResizeVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{65}
+	return file_agent_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ResizeVolumeRequest) GetVolumeGuestPath() string {
@@ -3819,7 +3874,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_agent_proto_msgTypes[66]
+	mi := &file_agent_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3831,7 +3886,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[66]
+	mi := &file_agent_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3844,12 +3899,109 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{66}
+	return file_agent_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SetPolicyRequest) GetPolicy() string {
 	if x != nil {
 		return x.Policy
+	}
+	return ""
+}
+
+type GetDiagnosticDataRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to collect; "termination_log" is the only kind known today.
+	LogType       string `protobuf:"bytes,1,opt,name=log_type,json=logType,proto3" json:"log_type,omitempty"`
+	ContainerId   string `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDiagnosticDataRequest) Reset() {
+	*x = GetDiagnosticDataRequest{}
+	mi := &file_agent_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDiagnosticDataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDiagnosticDataRequest) ProtoMessage() {}
+
+func (x *GetDiagnosticDataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDiagnosticDataRequest.ProtoReflect.Descriptor instead.
+func (*GetDiagnosticDataRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *GetDiagnosticDataRequest) GetLogType() string {
+	if x != nil {
+		return x.LogType
+	}
+	return ""
+}
+
+func (x *GetDiagnosticDataRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+type GetDiagnosticDataResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          string                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDiagnosticDataResponse) Reset() {
+	*x = GetDiagnosticDataResponse{}
+	mi := &file_agent_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDiagnosticDataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDiagnosticDataResponse) ProtoMessage() {}
+
+func (x *GetDiagnosticDataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDiagnosticDataResponse.ProtoReflect.Descriptor instead.
+func (*GetDiagnosticDataResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *GetDiagnosticDataResponse) GetData() string {
+	if x != nil {
+		return x.Data
 	}
 	return ""
 }
@@ -3869,7 +4021,7 @@ type MemAgentMemcgConfig struct {
 
 func (x *MemAgentMemcgConfig) Reset() {
 	*x = MemAgentMemcgConfig{}
-	mi := &file_agent_proto_msgTypes[67]
+	mi := &file_agent_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +4033,7 @@ func (x *MemAgentMemcgConfig) String() string {
 func (*MemAgentMemcgConfig) ProtoMessage() {}
 
 func (x *MemAgentMemcgConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[67]
+	mi := &file_agent_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +4046,7 @@ func (x *MemAgentMemcgConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemAgentMemcgConfig.ProtoReflect.Descriptor instead.
 func (*MemAgentMemcgConfig) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{67}
+	return file_agent_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *MemAgentMemcgConfig) GetDisabled() bool {
@@ -3962,7 +4114,7 @@ type MemAgentCompactConfig struct {
 
 func (x *MemAgentCompactConfig) Reset() {
 	*x = MemAgentCompactConfig{}
-	mi := &file_agent_proto_msgTypes[68]
+	mi := &file_agent_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3974,7 +4126,7 @@ func (x *MemAgentCompactConfig) String() string {
 func (*MemAgentCompactConfig) ProtoMessage() {}
 
 func (x *MemAgentCompactConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[68]
+	mi := &file_agent_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3987,7 +4139,7 @@ func (x *MemAgentCompactConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemAgentCompactConfig.ProtoReflect.Descriptor instead.
 func (*MemAgentCompactConfig) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{68}
+	return file_agent_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *MemAgentCompactConfig) GetDisabled() bool {
@@ -4284,7 +4436,7 @@ const file_agent_proto_rawDesc = "" +
 	"\asrc_ctr\x18\x02 \x01(\tR\x06srcCtr\x12\x19\n" +
 	"\bsrc_path\x18\x03 \x01(\tR\asrcPath\x12\x17\n" +
 	"\adst_ctr\x18\x04 \x01(\tR\x06dstCtr\x12\x19\n" +
-	"\bdst_path\x18\x05 \x01(\tR\adstPath\"\xdd\x01\n" +
+	"\bdst_path\x18\x05 \x01(\tR\adstPath\"\xf5\x01\n" +
 	"\aStorage\x12\x16\n" +
 	"\x06driver\x18\x01 \x01(\tR\x06driver\x12%\n" +
 	"\x0edriver_options\x18\x02 \x03(\tR\rdriverOptions\x12\x16\n" +
@@ -4293,7 +4445,8 @@ const file_agent_proto_rawDesc = "" +
 	"\aoptions\x18\x05 \x03(\tR\aoptions\x12\x1f\n" +
 	"\vmount_point\x18\x06 \x01(\tR\n" +
 	"mountPoint\x12(\n" +
-	"\bfs_group\x18\a \x01(\v2\r.grpc.FSGroupR\afsGroup\"\x86\x01\n" +
+	"\bfs_group\x18\a \x01(\v2\r.grpc.FSGroupR\afsGroup\x12\x16\n" +
+	"\x06shared\x18\b \x01(\bR\x06shared\"\x86\x01\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x17\n" +
@@ -4318,7 +4471,9 @@ const file_agent_proto_rawDesc = "" +
 	"\bOOMEvent\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"*\n" +
 	"\x0eAddSwapRequest\x12\x18\n" +
-	"\aPCIPath\x18\x01 \x03(\rR\aPCIPath\"\x13\n" +
+	"\aPCIPath\x18\x01 \x03(\rR\aPCIPath\"(\n" +
+	"\x12AddSwapPathRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"\x13\n" +
 	"\x11GetMetricsRequest\"#\n" +
 	"\aMetrics\x12\x18\n" +
 	"\ametrics\x18\x01 \x01(\tR\ametrics\"@\n" +
@@ -4328,7 +4483,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x11volume_guest_path\x18\x01 \x01(\tR\x0fvolumeGuestPath\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\"*\n" +
 	"\x10SetPolicyRequest\x12\x16\n" +
-	"\x06policy\x18\x01 \x01(\tR\x06policy\"\xfc\x03\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\"X\n" +
+	"\x18GetDiagnosticDataRequest\x12\x19\n" +
+	"\blog_type\x18\x01 \x01(\tR\alogType\x12!\n" +
+	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\"/\n" +
+	"\x19GetDiagnosticDataResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\tR\x04data\"\xfc\x03\n" +
 	"\x13MemAgentMemcgConfig\x12\x1f\n" +
 	"\bdisabled\x18\x01 \x01(\bH\x00R\bdisabled\x88\x01\x01\x12\x17\n" +
 	"\x04swap\x18\x02 \x01(\bH\x01R\x04swap\x88\x01\x01\x12*\n" +
@@ -4362,7 +4522,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x10_compact_sec_maxB\x10\n" +
 	"\x0e_compact_orderB\x14\n" +
 	"\x12_compact_thresholdB\x16\n" +
-	"\x14_compact_force_times2\xd3\x15\n" +
+	"\x14_compact_force_times2\xea\x16\n" +
 	"\fAgentService\x12G\n" +
 	"\x0fCreateContainer\x12\x1c.grpc.CreateContainerRequest\x1a\x16.google.protobuf.Empty\x12E\n" +
 	"\x0eStartContainer\x12\x1b.grpc.StartContainerRequest\x1a\x16.google.protobuf.Empty\x12G\n" +
@@ -4375,7 +4535,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eStatsContainer\x12\x1b.grpc.StatsContainerRequest\x1a\x1c.grpc.StatsContainerResponse\x12E\n" +
 	"\x0ePauseContainer\x12\x1b.grpc.PauseContainerRequest\x1a\x16.google.protobuf.Empty\x12G\n" +
 	"\x0fResumeContainer\x12\x1c.grpc.ResumeContainerRequest\x1a\x16.google.protobuf.Empty\x12e\n" +
-	"\x1eRemoveStaleVirtiofsShareMounts\x12+.grpc.RemoveStaleVirtiofsShareMountsRequest\x1a\x16.google.protobuf.Empty\x12A\n" +
+	"\x1eRemoveStaleVirtiofsShareMounts\x12+.grpc.RemoveStaleVirtiofsShareMountsRequest\x1a\x16.google.protobuf.Empty\x12T\n" +
+	"\x11GetDiagnosticData\x12\x1e.grpc.GetDiagnosticDataRequest\x1a\x1f.grpc.GetDiagnosticDataResponse\x12A\n" +
 	"\n" +
 	"WriteStdin\x12\x18.grpc.WriteStreamRequest\x1a\x19.grpc.WriteStreamResponse\x12?\n" +
 	"\n" +
@@ -4406,7 +4567,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x10SetGuestDateTime\x12\x1d.grpc.SetGuestDateTimeRequest\x1a\x16.google.protobuf.Empty\x129\n" +
 	"\bCopyFile\x12\x15.grpc.CopyFileRequest\x1a\x16.google.protobuf.Empty\x127\n" +
 	"\vGetOOMEvent\x12\x18.grpc.GetOOMEventRequest\x1a\x0e.grpc.OOMEvent\x127\n" +
-	"\aAddSwap\x12\x14.grpc.AddSwapRequest\x1a\x16.google.protobuf.Empty\x12E\n" +
+	"\aAddSwap\x12\x14.grpc.AddSwapRequest\x1a\x16.google.protobuf.Empty\x12?\n" +
+	"\vAddSwapPath\x12\x18.grpc.AddSwapPathRequest\x1a\x16.google.protobuf.Empty\x12E\n" +
 	"\x0eGetVolumeStats\x12\x18.grpc.VolumeStatsRequest\x1a\x19.grpc.VolumeStatsResponse\x12A\n" +
 	"\fResizeVolume\x12\x19.grpc.ResizeVolumeRequest\x1a\x16.google.protobuf.Empty\x12;\n" +
 	"\tSetPolicy\x12\x16.grpc.SetPolicyRequest\x1a\x16.google.protobuf.EmptyB:Z8github.com/sandbox-guest/sandbox-guest/protocols/agentpbb\x06proto3"
@@ -4423,7 +4585,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_agent_proto_goTypes = []any{
 	(*CreateContainerRequest)(nil),                // 0: grpc.CreateContainerRequest
 	(*StartContainerRequest)(nil),                 // 1: grpc.StartContainerRequest
@@ -4487,40 +4649,43 @@ var file_agent_proto_goTypes = []any{
 	(*GetOOMEventRequest)(nil),                    // 59: grpc.GetOOMEventRequest
 	(*OOMEvent)(nil),                              // 60: grpc.OOMEvent
 	(*AddSwapRequest)(nil),                        // 61: grpc.AddSwapRequest
-	(*GetMetricsRequest)(nil),                     // 62: grpc.GetMetricsRequest
-	(*Metrics)(nil),                               // 63: grpc.Metrics
-	(*VolumeStatsRequest)(nil),                    // 64: grpc.VolumeStatsRequest
-	(*ResizeVolumeRequest)(nil),                   // 65: grpc.ResizeVolumeRequest
-	(*SetPolicyRequest)(nil),                      // 66: grpc.SetPolicyRequest
-	(*MemAgentMemcgConfig)(nil),                   // 67: grpc.MemAgentMemcgConfig
-	(*MemAgentCompactConfig)(nil),                 // 68: grpc.MemAgentCompactConfig
-	nil,                                           // 69: grpc.MemoryStats.StatsEntry
-	nil,                                           // 70: grpc.CgroupStats.HugetlbStatsEntry
-	(*Spec)(nil),                                  // 71: grpc.Spec
-	(*Process)(nil),                               // 72: grpc.Process
-	(*LinuxResources)(nil),                        // 73: grpc.LinuxResources
-	(*typespb.Interface)(nil),                     // 74: types.Interface
-	(*typespb.Route)(nil),                         // 75: types.Route
-	(*typespb.ARPNeighbor)(nil),                   // 76: types.ARPNeighbor
-	(typespb.FSGroupChangePolicy)(0),              // 77: types.FSGroupChangePolicy
-	(*emptypb.Empty)(nil),                         // 78: google.protobuf.Empty
-	(*VolumeStatsResponse)(nil),                   // 79: grpc.VolumeStatsResponse
+	(*AddSwapPathRequest)(nil),                    // 62: grpc.AddSwapPathRequest
+	(*GetMetricsRequest)(nil),                     // 63: grpc.GetMetricsRequest
+	(*Metrics)(nil),                               // 64: grpc.Metrics
+	(*VolumeStatsRequest)(nil),                    // 65: grpc.VolumeStatsRequest
+	(*ResizeVolumeRequest)(nil),                   // 66: grpc.ResizeVolumeRequest
+	(*SetPolicyRequest)(nil),                      // 67: grpc.SetPolicyRequest
+	(*GetDiagnosticDataRequest)(nil),              // 68: grpc.GetDiagnosticDataRequest
+	(*GetDiagnosticDataResponse)(nil),             // 69: grpc.GetDiagnosticDataResponse
+	(*MemAgentMemcgConfig)(nil),                   // 70: grpc.MemAgentMemcgConfig
+	(*MemAgentCompactConfig)(nil),                 // 71: grpc.MemAgentCompactConfig
+	nil,                                           // 72: grpc.MemoryStats.StatsEntry
+	nil,                                           // 73: grpc.CgroupStats.HugetlbStatsEntry
+	(*Spec)(nil),                                  // 74: grpc.Spec
+	(*Process)(nil),                               // 75: grpc.Process
+	(*LinuxResources)(nil),                        // 76: grpc.LinuxResources
+	(*typespb.Interface)(nil),                     // 77: types.Interface
+	(*typespb.Route)(nil),                         // 78: types.Route
+	(*typespb.ARPNeighbor)(nil),                   // 79: types.ARPNeighbor
+	(typespb.FSGroupChangePolicy)(0),              // 80: types.FSGroupChangePolicy
+	(*emptypb.Empty)(nil),                         // 81: google.protobuf.Empty
+	(*VolumeStatsResponse)(nil),                   // 82: grpc.VolumeStatsResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	57, // 0: grpc.CreateContainerRequest.string_user:type_name -> grpc.StringUser
 	56, // 1: grpc.CreateContainerRequest.devices:type_name -> grpc.Device
 	55, // 2: grpc.CreateContainerRequest.storages:type_name -> grpc.Storage
-	71, // 3: grpc.CreateContainerRequest.OCI:type_name -> grpc.Spec
+	74, // 3: grpc.CreateContainerRequest.OCI:type_name -> grpc.Spec
 	54, // 4: grpc.CreateContainerRequest.shared_mounts:type_name -> grpc.SharedMount
 	57, // 5: grpc.ExecProcessRequest.string_user:type_name -> grpc.StringUser
-	72, // 6: grpc.ExecProcessRequest.process:type_name -> grpc.Process
-	73, // 7: grpc.UpdateContainerRequest.resources:type_name -> grpc.LinuxResources
+	75, // 6: grpc.ExecProcessRequest.process:type_name -> grpc.Process
+	76, // 7: grpc.UpdateContainerRequest.resources:type_name -> grpc.LinuxResources
 	11, // 8: grpc.CpuStats.cpu_usage:type_name -> grpc.CpuUsage
 	12, // 9: grpc.CpuStats.throttling_data:type_name -> grpc.ThrottlingData
 	15, // 10: grpc.MemoryStats.usage:type_name -> grpc.MemoryData
 	15, // 11: grpc.MemoryStats.swap_usage:type_name -> grpc.MemoryData
 	15, // 12: grpc.MemoryStats.kernel_usage:type_name -> grpc.MemoryData
-	69, // 13: grpc.MemoryStats.stats:type_name -> grpc.MemoryStats.StatsEntry
+	72, // 13: grpc.MemoryStats.stats:type_name -> grpc.MemoryStats.StatsEntry
 	17, // 14: grpc.BlkioStats.io_service_bytes_recursive:type_name -> grpc.BlkioStatsEntry
 	17, // 15: grpc.BlkioStats.io_serviced_recursive:type_name -> grpc.BlkioStatsEntry
 	17, // 16: grpc.BlkioStats.io_queued_recursive:type_name -> grpc.BlkioStatsEntry
@@ -4533,20 +4698,20 @@ var file_agent_proto_depIdxs = []int32{
 	16, // 23: grpc.CgroupStats.memory_stats:type_name -> grpc.MemoryStats
 	14, // 24: grpc.CgroupStats.pids_stats:type_name -> grpc.PidsStats
 	18, // 25: grpc.CgroupStats.blkio_stats:type_name -> grpc.BlkioStats
-	70, // 26: grpc.CgroupStats.hugetlb_stats:type_name -> grpc.CgroupStats.HugetlbStatsEntry
+	73, // 26: grpc.CgroupStats.hugetlb_stats:type_name -> grpc.CgroupStats.HugetlbStatsEntry
 	20, // 27: grpc.StatsContainerResponse.cgroup_stats:type_name -> grpc.CgroupStats
 	21, // 28: grpc.StatsContainerResponse.network_stats:type_name -> grpc.NetworkStats
 	55, // 29: grpc.CreateSandboxRequest.storages:type_name -> grpc.Storage
 	29, // 30: grpc.CreateSandboxRequest.kernel_modules:type_name -> grpc.KernelModule
-	74, // 31: grpc.Interfaces.Interfaces:type_name -> types.Interface
-	75, // 32: grpc.Routes.Routes:type_name -> types.Route
-	74, // 33: grpc.UpdateInterfaceRequest.interface:type_name -> types.Interface
+	77, // 31: grpc.Interfaces.Interfaces:type_name -> types.Interface
+	78, // 32: grpc.Routes.Routes:type_name -> types.Route
+	77, // 33: grpc.UpdateInterfaceRequest.interface:type_name -> types.Interface
 	34, // 34: grpc.UpdateRoutesRequest.routes:type_name -> grpc.Routes
 	55, // 35: grpc.UpdateEphemeralMountsRequest.storages:type_name -> grpc.Storage
-	76, // 36: grpc.ARPNeighbors.ARPNeighbors:type_name -> types.ARPNeighbor
+	79, // 36: grpc.ARPNeighbors.ARPNeighbors:type_name -> types.ARPNeighbor
 	40, // 37: grpc.AddARPNeighborsRequest.neighbors:type_name -> grpc.ARPNeighbors
 	48, // 38: grpc.GuestDetailsResponse.agent_details:type_name -> grpc.AgentDetails
-	77, // 39: grpc.FSGroup.group_change_policy:type_name -> types.FSGroupChangePolicy
+	80, // 39: grpc.FSGroup.group_change_policy:type_name -> types.FSGroupChangePolicy
 	53, // 40: grpc.Storage.fs_group:type_name -> grpc.FSGroup
 	19, // 41: grpc.CgroupStats.HugetlbStatsEntry.value:type_name -> grpc.HugetlbStats
 	0,  // 42: grpc.AgentService.CreateContainer:input_type -> grpc.CreateContainerRequest
@@ -4561,76 +4726,80 @@ var file_agent_proto_depIdxs = []int32{
 	9,  // 51: grpc.AgentService.PauseContainer:input_type -> grpc.PauseContainerRequest
 	10, // 52: grpc.AgentService.ResumeContainer:input_type -> grpc.ResumeContainerRequest
 	32, // 53: grpc.AgentService.RemoveStaleVirtiofsShareMounts:input_type -> grpc.RemoveStaleVirtiofsShareMountsRequest
-	23, // 54: grpc.AgentService.WriteStdin:input_type -> grpc.WriteStreamRequest
-	25, // 55: grpc.AgentService.ReadStdout:input_type -> grpc.ReadStreamRequest
-	25, // 56: grpc.AgentService.ReadStderr:input_type -> grpc.ReadStreamRequest
-	27, // 57: grpc.AgentService.CloseStdin:input_type -> grpc.CloseStdinRequest
-	28, // 58: grpc.AgentService.TtyWinResize:input_type -> grpc.TtyWinResizeRequest
-	35, // 59: grpc.AgentService.UpdateInterface:input_type -> grpc.UpdateInterfaceRequest
-	36, // 60: grpc.AgentService.UpdateRoutes:input_type -> grpc.UpdateRoutesRequest
-	38, // 61: grpc.AgentService.ListInterfaces:input_type -> grpc.ListInterfacesRequest
-	39, // 62: grpc.AgentService.ListRoutes:input_type -> grpc.ListRoutesRequest
-	41, // 63: grpc.AgentService.AddARPNeighbors:input_type -> grpc.AddARPNeighborsRequest
-	42, // 64: grpc.AgentService.GetIPTables:input_type -> grpc.GetIPTablesRequest
-	44, // 65: grpc.AgentService.SetIPTables:input_type -> grpc.SetIPTablesRequest
-	62, // 66: grpc.AgentService.GetMetrics:input_type -> grpc.GetMetricsRequest
-	67, // 67: grpc.AgentService.MemAgentMemcgSet:input_type -> grpc.MemAgentMemcgConfig
-	68, // 68: grpc.AgentService.MemAgentCompactSet:input_type -> grpc.MemAgentCompactConfig
-	30, // 69: grpc.AgentService.CreateSandbox:input_type -> grpc.CreateSandboxRequest
-	31, // 70: grpc.AgentService.DestroySandbox:input_type -> grpc.DestroySandboxRequest
-	46, // 71: grpc.AgentService.OnlineCPUMem:input_type -> grpc.OnlineCPUMemRequest
-	47, // 72: grpc.AgentService.ReseedRandomDev:input_type -> grpc.ReseedRandomDevRequest
-	49, // 73: grpc.AgentService.GetGuestDetails:input_type -> grpc.GuestDetailsRequest
-	51, // 74: grpc.AgentService.MemHotplugByProbe:input_type -> grpc.MemHotplugByProbeRequest
-	52, // 75: grpc.AgentService.SetGuestDateTime:input_type -> grpc.SetGuestDateTimeRequest
-	58, // 76: grpc.AgentService.CopyFile:input_type -> grpc.CopyFileRequest
-	59, // 77: grpc.AgentService.GetOOMEvent:input_type -> grpc.GetOOMEventRequest
-	61, // 78: grpc.AgentService.AddSwap:input_type -> grpc.AddSwapRequest
-	64, // 79: grpc.AgentService.GetVolumeStats:input_type -> grpc.VolumeStatsRequest
-	65, // 80: grpc.AgentService.ResizeVolume:input_type -> grpc.ResizeVolumeRequest
-	66, // 81: grpc.AgentService.SetPolicy:input_type -> grpc.SetPolicyRequest
-	78, // 82: grpc.AgentService.CreateContainer:output_type -> google.protobuf.Empty
-	78, // 83: grpc.AgentService.StartContainer:output_type -> google.protobuf.Empty
-	78, // 84: grpc.AgentService.RemoveContainer:output_type -> google.protobuf.Empty
-	78, // 85: grpc.AgentService.ExecProcess:output_type -> google.protobuf.Empty
-	78, // 86: grpc.AgentService.SignalProcess:output_type -> google.protobuf.Empty
-	6,  // 87: grpc.AgentService.WaitProcess:output_type -> grpc.WaitProcessResponse
-	78, // 88: grpc.AgentService.UpdateContainer:output_type -> google.protobuf.Empty
-	78, // 89: grpc.AgentService.UpdateEphemeralMounts:output_type -> google.protobuf.Empty
-	22, // 90: grpc.AgentService.StatsContainer:output_type -> grpc.StatsContainerResponse
-	78, // 91: grpc.AgentService.PauseContainer:output_type -> google.protobuf.Empty
-	78, // 92: grpc.AgentService.ResumeContainer:output_type -> google.protobuf.Empty
-	78, // 93: grpc.AgentService.RemoveStaleVirtiofsShareMounts:output_type -> google.protobuf.Empty
-	24, // 94: grpc.AgentService.WriteStdin:output_type -> grpc.WriteStreamResponse
-	26, // 95: grpc.AgentService.ReadStdout:output_type -> grpc.ReadStreamResponse
-	26, // 96: grpc.AgentService.ReadStderr:output_type -> grpc.ReadStreamResponse
-	78, // 97: grpc.AgentService.CloseStdin:output_type -> google.protobuf.Empty
-	78, // 98: grpc.AgentService.TtyWinResize:output_type -> google.protobuf.Empty
-	74, // 99: grpc.AgentService.UpdateInterface:output_type -> types.Interface
-	34, // 100: grpc.AgentService.UpdateRoutes:output_type -> grpc.Routes
-	33, // 101: grpc.AgentService.ListInterfaces:output_type -> grpc.Interfaces
-	34, // 102: grpc.AgentService.ListRoutes:output_type -> grpc.Routes
-	78, // 103: grpc.AgentService.AddARPNeighbors:output_type -> google.protobuf.Empty
-	43, // 104: grpc.AgentService.GetIPTables:output_type -> grpc.GetIPTablesResponse
-	45, // 105: grpc.AgentService.SetIPTables:output_type -> grpc.SetIPTablesResponse
-	63, // 106: grpc.AgentService.GetMetrics:output_type -> grpc.Metrics
-	78, // 107: grpc.AgentService.MemAgentMemcgSet:output_type -> google.protobuf.Empty
-	78, // 108: grpc.AgentService.MemAgentCompactSet:output_type -> google.protobuf.Empty
-	78, // 109: grpc.AgentService.CreateSandbox:output_type -> google.protobuf.Empty
-	78, // 110: grpc.AgentService.DestroySandbox:output_type -> google.protobuf.Empty
-	78, // 111: grpc.AgentService.OnlineCPUMem:output_type -> google.protobuf.Empty
-	78, // 112: grpc.AgentService.ReseedRandomDev:output_type -> google.protobuf.Empty
-	50, // 113: grpc.AgentService.GetGuestDetails:output_type -> grpc.GuestDetailsResponse
-	78, // 114: grpc.AgentService.MemHotplugByProbe:output_type -> google.protobuf.Empty
-	78, // 115: grpc.AgentService.SetGuestDateTime:output_type -> google.protobuf.Empty
-	78, // 116: grpc.AgentService.CopyFile:output_type -> google.protobuf.Empty
-	60, // 117: grpc.AgentService.GetOOMEvent:output_type -> grpc.OOMEvent
-	78, // 118: grpc.AgentService.AddSwap:output_type -> google.protobuf.Empty
-	79, // 119: grpc.AgentService.GetVolumeStats:output_type -> grpc.VolumeStatsResponse
-	78, // 120: grpc.AgentService.ResizeVolume:output_type -> google.protobuf.Empty
-	78, // 121: grpc.AgentService.SetPolicy:output_type -> google.protobuf.Empty
-	82, // [82:122] is the sub-list for method output_type
-	42, // [42:82] is the sub-list for method input_type
+	68, // 54: grpc.AgentService.GetDiagnosticData:input_type -> grpc.GetDiagnosticDataRequest
+	23, // 55: grpc.AgentService.WriteStdin:input_type -> grpc.WriteStreamRequest
+	25, // 56: grpc.AgentService.ReadStdout:input_type -> grpc.ReadStreamRequest
+	25, // 57: grpc.AgentService.ReadStderr:input_type -> grpc.ReadStreamRequest
+	27, // 58: grpc.AgentService.CloseStdin:input_type -> grpc.CloseStdinRequest
+	28, // 59: grpc.AgentService.TtyWinResize:input_type -> grpc.TtyWinResizeRequest
+	35, // 60: grpc.AgentService.UpdateInterface:input_type -> grpc.UpdateInterfaceRequest
+	36, // 61: grpc.AgentService.UpdateRoutes:input_type -> grpc.UpdateRoutesRequest
+	38, // 62: grpc.AgentService.ListInterfaces:input_type -> grpc.ListInterfacesRequest
+	39, // 63: grpc.AgentService.ListRoutes:input_type -> grpc.ListRoutesRequest
+	41, // 64: grpc.AgentService.AddARPNeighbors:input_type -> grpc.AddARPNeighborsRequest
+	42, // 65: grpc.AgentService.GetIPTables:input_type -> grpc.GetIPTablesRequest
+	44, // 66: grpc.AgentService.SetIPTables:input_type -> grpc.SetIPTablesRequest
+	63, // 67: grpc.AgentService.GetMetrics:input_type -> grpc.GetMetricsRequest
+	70, // 68: grpc.AgentService.MemAgentMemcgSet:input_type -> grpc.MemAgentMemcgConfig
+	71, // 69: grpc.AgentService.MemAgentCompactSet:input_type -> grpc.MemAgentCompactConfig
+	30, // 70: grpc.AgentService.CreateSandbox:input_type -> grpc.CreateSandboxRequest
+	31, // 71: grpc.AgentService.DestroySandbox:input_type -> grpc.DestroySandboxRequest
+	46, // 72: grpc.AgentService.OnlineCPUMem:input_type -> grpc.OnlineCPUMemRequest
+	47, // 73: grpc.AgentService.ReseedRandomDev:input_type -> grpc.ReseedRandomDevRequest
+	49, // 74: grpc.AgentService.GetGuestDetails:input_type -> grpc.GuestDetailsRequest
+	51, // 75: grpc.AgentService.MemHotplugByProbe:input_type -> grpc.MemHotplugByProbeRequest
+	52, // 76: grpc.AgentService.SetGuestDateTime:input_type -> grpc.SetGuestDateTimeRequest
+	58, // 77: grpc.AgentService.CopyFile:input_type -> grpc.CopyFileRequest
+	59, // 78: grpc.AgentService.GetOOMEvent:input_type -> grpc.GetOOMEventRequest
+	61, // 79: grpc.AgentService.AddSwap:input_type -> grpc.AddSwapRequest
+	62, // 80: grpc.AgentService.AddSwapPath:input_type -> grpc.AddSwapPathRequest
+	65, // 81: grpc.AgentService.GetVolumeStats:input_type -> grpc.VolumeStatsRequest
+	66, // 82: grpc.AgentService.ResizeVolume:input_type -> grpc.ResizeVolumeRequest
+	67, // 83: grpc.AgentService.SetPolicy:input_type -> grpc.SetPolicyRequest
+	81, // 84: grpc.AgentService.CreateContainer:output_type -> google.protobuf.Empty
+	81, // 85: grpc.AgentService.StartContainer:output_type -> google.protobuf.Empty
+	81, // 86: grpc.AgentService.RemoveContainer:output_type -> google.protobuf.Empty
+	81, // 87: grpc.AgentService.ExecProcess:output_type -> google.protobuf.Empty
+	81, // 88: grpc.AgentService.SignalProcess:output_type -> google.protobuf.Empty
+	6,  // 89: grpc.AgentService.WaitProcess:output_type -> grpc.WaitProcessResponse
+	81, // 90: grpc.AgentService.UpdateContainer:output_type -> google.protobuf.Empty
+	81, // 91: grpc.AgentService.UpdateEphemeralMounts:output_type -> google.protobuf.Empty
+	22, // 92: grpc.AgentService.StatsContainer:output_type -> grpc.StatsContainerResponse
+	81, // 93: grpc.AgentService.PauseContainer:output_type -> google.protobuf.Empty
+	81, // 94: grpc.AgentService.ResumeContainer:output_type -> google.protobuf.Empty
+	81, // 95: grpc.AgentService.RemoveStaleVirtiofsShareMounts:output_type -> google.protobuf.Empty
+	69, // 96: grpc.AgentService.GetDiagnosticData:output_type -> grpc.GetDiagnosticDataResponse
+	24, // 97: grpc.AgentService.WriteStdin:output_type -> grpc.WriteStreamResponse
+	26, // 98: grpc.AgentService.ReadStdout:output_type -> grpc.ReadStreamResponse
+	26, // 99: grpc.AgentService.ReadStderr:output_type -> grpc.ReadStreamResponse
+	81, // 100: grpc.AgentService.CloseStdin:output_type -> google.protobuf.Empty
+	81, // 101: grpc.AgentService.TtyWinResize:output_type -> google.protobuf.Empty
+	77, // 102: grpc.AgentService.UpdateInterface:output_type -> types.Interface
+	34, // 103: grpc.AgentService.UpdateRoutes:output_type -> grpc.Routes
+	33, // 104: grpc.AgentService.ListInterfaces:output_type -> grpc.Interfaces
+	34, // 105: grpc.AgentService.ListRoutes:output_type -> grpc.Routes
+	81, // 106: grpc.AgentService.AddARPNeighbors:output_type -> google.protobuf.Empty
+	43, // 107: grpc.AgentService.GetIPTables:output_type -> grpc.GetIPTablesResponse
+	45, // 108: grpc.AgentService.SetIPTables:output_type -> grpc.SetIPTablesResponse
+	64, // 109: grpc.AgentService.GetMetrics:output_type -> grpc.Metrics
+	81, // 110: grpc.AgentService.MemAgentMemcgSet:output_type -> google.protobuf.Empty
+	81, // 111: grpc.AgentService.MemAgentCompactSet:output_type -> google.protobuf.Empty
+	81, // 112: grpc.AgentService.CreateSandbox:output_type -> google.protobuf.Empty
+	81, // 113: grpc.AgentService.DestroySandbox:output_type -> google.protobuf.Empty
+	81, // 114: grpc.AgentService.OnlineCPUMem:output_type -> google.protobuf.Empty
+	81, // 115: grpc.AgentService.ReseedRandomDev:output_type -> google.protobuf.Empty
+	50, // 116: grpc.AgentService.GetGuestDetails:output_type -> grpc.GuestDetailsResponse
+	81, // 117: grpc.AgentService.MemHotplugByProbe:output_type -> google.protobuf.Empty
+	81, // 118: grpc.AgentService.SetGuestDateTime:output_type -> google.protobuf.Empty
+	81, // 119: grpc.AgentService.CopyFile:output_type -> google.protobuf.Empty
+	60, // 120: grpc.AgentService.GetOOMEvent:output_type -> grpc.OOMEvent
+	81, // 121: grpc.AgentService.AddSwap:output_type -> google.protobuf.Empty
+	81, // 122: grpc.AgentService.AddSwapPath:output_type -> google.protobuf.Empty
+	82, // 123: grpc.AgentService.GetVolumeStats:output_type -> grpc.VolumeStatsResponse
+	81, // 124: grpc.AgentService.ResizeVolume:output_type -> google.protobuf.Empty
+	81, // 125: grpc.AgentService.SetPolicy:output_type -> google.protobuf.Empty
+	84, // [84:126] is the sub-list for method output_type
+	42, // [42:84] is the sub-list for method input_type
 	42, // [42:42] is the sub-list for extension type_name
 	42, // [42:42] is the sub-list for extension extendee
 	0,  // [0:42] is the sub-list for field type_name
@@ -4643,15 +4812,15 @@ func file_agent_proto_init() {
 	}
 	file_oci_proto_init()
 	file_csi_proto_init()
-	file_agent_proto_msgTypes[67].OneofWrappers = []any{}
-	file_agent_proto_msgTypes[68].OneofWrappers = []any{}
+	file_agent_proto_msgTypes[70].OneofWrappers = []any{}
+	file_agent_proto_msgTypes[71].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   71,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ type AgentServiceService interface {
 	PauseContainer(context.Context, *PauseContainerRequest) (*emptypb.Empty, error)
 	ResumeContainer(context.Context, *ResumeContainerRequest) (*emptypb.Empty, error)
 	RemoveStaleVirtiofsShareMounts(context.Context, *RemoveStaleVirtiofsShareMountsRequest) (*emptypb.Empty, error)
+	GetDiagnosticData(context.Context, *GetDiagnosticDataRequest) (*GetDiagnosticDataResponse, error)
 	WriteStdin(context.Context, *WriteStreamRequest) (*WriteStreamResponse, error)
 	ReadStdout(context.Context, *ReadStreamRequest) (*ReadStreamResponse, error)
 	ReadStderr(context.Context, *ReadStreamRequest) (*ReadStreamResponse, error)
@@ -47,6 +48,7 @@ type AgentServiceService interface {
 	CopyFile(context.Context, *CopyFileRequest) (*emptypb.Empty, error)
 	GetOOMEvent(context.Context, *GetOOMEventRequest) (*OOMEvent, error)
 	AddSwap(context.Context, *AddSwapRequest) (*emptypb.Empty, error)
+	AddSwapPath(context.Context, *AddSwapPathRequest) (*emptypb.Empty, error)
 	GetVolumeStats(context.Context, *VolumeStatsRequest) (*VolumeStatsResponse, error)
 	ResizeVolume(context.Context, *ResizeVolumeRequest) (*emptypb.Empty, error)
 	SetPolicy(context.Context, *SetPolicyRequest) (*emptypb.Empty, error)
@@ -138,6 +140,13 @@ func RegisterAgentServiceService(srv *ttrpc.Server, svc AgentServiceService) {
 					return nil, err
 				}
 				return svc.RemoveStaleVirtiofsShareMounts(ctx, &req)
+			},
+			"GetDiagnosticData": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req GetDiagnosticDataRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.GetDiagnosticData(ctx, &req)
 			},
 			"WriteStdin": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req WriteStreamRequest
@@ -314,6 +323,13 @@ func RegisterAgentServiceService(srv *ttrpc.Server, svc AgentServiceService) {
 				}
 				return svc.AddSwap(ctx, &req)
 			},
+			"AddSwapPath": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req AddSwapPathRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.AddSwapPath(ctx, &req)
+			},
 			"GetVolumeStats": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req VolumeStatsRequest
 				if err := unmarshal(&req); err != nil {
@@ -440,6 +456,14 @@ func (c *agentserviceClient) ResumeContainer(ctx context.Context, req *ResumeCon
 func (c *agentserviceClient) RemoveStaleVirtiofsShareMounts(ctx context.Context, req *RemoveStaleVirtiofsShareMountsRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "grpc.AgentService", "RemoveStaleVirtiofsShareMounts", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentserviceClient) GetDiagnosticData(ctx context.Context, req *GetDiagnosticDataRequest) (*GetDiagnosticDataResponse, error) {
+	var resp GetDiagnosticDataResponse
+	if err := c.client.Call(ctx, "grpc.AgentService", "GetDiagnosticData", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
@@ -640,6 +664,14 @@ func (c *agentserviceClient) GetOOMEvent(ctx context.Context, req *GetOOMEventRe
 func (c *agentserviceClient) AddSwap(ctx context.Context, req *AddSwapRequest) (*emptypb.Empty, error) {
 	var resp emptypb.Empty
 	if err := c.client.Call(ctx, "grpc.AgentService", "AddSwap", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentserviceClient) AddSwapPath(ctx context.Context, req *AddSwapPathRequest) (*emptypb.Empty, error) {
+	var resp emptypb.Empty
+	if err := c.client.Call(ctx, "grpc.AgentService", "AddSwapPath", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -280,14 +280,16 @@ func (x *Interface) GetRawFlags() uint32 {
 }
 
 type Route struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dest          string                 `protobuf:"bytes,1,opt,name=dest,proto3" json:"dest,omitempty"`
-	Gateway       string                 `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	Device        string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
-	Source        string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
-	Scope         uint32                 `protobuf:"varint,5,opt,name=scope,proto3" json:"scope,omitempty"`
-	Family        IPFamily               `protobuf:"varint,6,opt,name=family,proto3,enum=types.IPFamily" json:"family,omitempty"`
-	Flags         uint32                 `protobuf:"varint,7,opt,name=flags,proto3" json:"flags,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Dest    string                 `protobuf:"bytes,1,opt,name=dest,proto3" json:"dest,omitempty"`
+	Gateway string                 `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Device  string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	Source  string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	Scope   uint32                 `protobuf:"varint,5,opt,name=scope,proto3" json:"scope,omitempty"`
+	Family  IPFamily               `protobuf:"varint,6,opt,name=family,proto3,enum=types.IPFamily" json:"family,omitempty"`
+	Flags   uint32                 `protobuf:"varint,7,opt,name=flags,proto3" json:"flags,omitempty"`
+	// Route MTU (RTAX_MTU); 0 leaves the kernel's default.
+	Mtu           uint32 `protobuf:"varint,8,opt,name=mtu,proto3" json:"mtu,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -367,6 +369,13 @@ func (x *Route) GetFamily() IPFamily {
 func (x *Route) GetFlags() uint32 {
 	if x != nil {
 		return x.Flags
+	}
+	return 0
+}
+
+func (x *Route) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
 	}
 	return 0
 }
@@ -466,7 +475,7 @@ const file_types_proto_rawDesc = "" +
 	"devicePath\x18\x06 \x01(\tR\n" +
 	"devicePath\x12\x12\n" +
 	"\x04type\x18\a \x01(\tR\x04type\x12\x1b\n" +
-	"\traw_flags\x18\b \x01(\rR\brawFlags\"\xba\x01\n" +
+	"\traw_flags\x18\b \x01(\rR\brawFlags\"\xcc\x01\n" +
 	"\x05Route\x12\x12\n" +
 	"\x04dest\x18\x01 \x01(\tR\x04dest\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\tR\agateway\x12\x16\n" +
@@ -474,7 +483,8 @@ const file_types_proto_rawDesc = "" +
 	"\x06source\x18\x04 \x01(\tR\x06source\x12\x14\n" +
 	"\x05scope\x18\x05 \x01(\rR\x05scope\x12'\n" +
 	"\x06family\x18\x06 \x01(\x0e2\x0f.types.IPFamilyR\x06family\x12\x14\n" +
-	"\x05flags\x18\a \x01(\rR\x05flags\"\x9d\x01\n" +
+	"\x05flags\x18\a \x01(\rR\x05flags\x12\x10\n" +
+	"\x03mtu\x18\b \x01(\rR\x03mtu\"\x9d\x01\n" +
 	"\vARPNeighbor\x122\n" +
 	"\vtoIPAddress\x18\x01 \x01(\v2\x10.types.IPAddressR\vtoIPAddress\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +

@@ -216,6 +216,7 @@ func (s *suite) testCreateSandbox(t *testing.T) {
 		Hostname:  sandboxID,
 		SandboxId: sandboxID,
 		Storages:  fixture.SandboxStorages(),
+		Dns:       sandboxDNS, // protocol_test.go
 	})
 	check(t, "CreateSandbox", err)
 }

@@ -102,7 +102,7 @@ func run() int {
 	uevents := uevent.NewListener(nil, log)
 	waiter := &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout}
 	storages := storage.New(storage.Config{Devices: waiter, Log: log})
-	nw := network.New(network.Options{Log: log})
+	nw := network.New(network.Options{Log: log, NICs: waiter})
 	defer nw.Close()
 
 	// Containers: the reaper must run before anything forks.
