@@ -198,7 +198,6 @@ type sharedGuestTest struct {
 
 var sharedGuestTests []sharedGuestTest
 
-//lint:ignore U1000 the concern files that register subtests come with their features
 func registerSharedGuestTest(name string, run func(*suite, *testing.T)) {
 	sharedGuestTests = append(sharedGuestTests, sharedGuestTest{name, run})
 }
