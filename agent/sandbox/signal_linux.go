@@ -27,7 +27,7 @@ import (
 //   - signal 0 checks that the container and process exist.
 func (s *Sandbox) SignalProcess(cid, execID string, sig uint32) error {
 	if sig > maxSignal {
-		return fmt.Errorf("signal %d is out of range 0..%d: %w", sig, maxSignal, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("signal %d out of range 0..%d: %w", sig, maxSignal, errdefs.ErrInvalidArgument)
 	}
 	c, err := s.Container(cid)
 	if err != nil {
