@@ -497,7 +497,10 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 // values). Called with cfgMu held.
 func (c *Container) configCopy() configs.Config {
 	cfg := c.lc.Config()
-	cg := *cfg.Cgroups
+	var cg cgroups.Cgroup
+	if cfg.Cgroups != nil {
+		cg = *cfg.Cgroups
+	}
 	var res cgroups.Resources
 	if cg.Resources != nil {
 		res = *cg.Resources
@@ -537,6 +540,9 @@ func (c *Container) FollowOnlineCPUs(cpus string) error {
 	}
 	res.CpusetCpus = cpus
 	if err := c.set(cfg); err != nil {
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return nil // not running: no process to give the CPUs to
+		}
 		return fmt.Errorf("container %q: set cpuset to %s: %w", c.id, cpus, err)
 	}
 	c.followedCpus = cpus

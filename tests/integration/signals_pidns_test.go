@@ -267,7 +267,7 @@ func TestRefusedUpdateKeepsLimits(t *testing.T) {
 	a.remove("upd")
 }
 
-// TestUpdateExitedContainer: a container that is not running is a
+// TestUpdateExitedContainer: updating a container that is not running is a
 // precondition failure, not a bad argument.
 func TestUpdateExitedContainer(t *testing.T) {
 	a := startAgent(t)
@@ -276,6 +276,11 @@ func TestUpdateExitedContainer(t *testing.T) {
 	_, err := a.cli.UpdateContainer(ctxT(t, 30*time.Second), &pb.UpdateContainerRequest{ContainerId: "done",
 		Resources: &pb.LinuxResources{Memory: &pb.LinuxMemory{Limit: 48 << 20}}})
 	wantCode(t, err, codes.FailedPrecondition, "not running")
+	// Nor does it fail the cpuset follow-up of a CPU hot-plug: it has no
+	// process to give the CPUs to.
+	if err := a.sb.UpdateCpusets("0"); err != nil {
+		t.Fatalf("cpuset follow-up with an exited container: %v", err)
+	}
 	a.remove("done")
 }
 
