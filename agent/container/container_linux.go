@@ -400,7 +400,11 @@ func (c *Container) Destroy(ctx context.Context) error {
 	if c.oom != nil {
 		c.oom.stop()
 	}
+	// Under cfgMu: for a container in a shared pid namespace, libcontainer
+	// freezes the cgroup to kill what is left, recording it in the config.
+	c.cfgMu.Lock()
 	err := c.lc.Destroy()
+	c.cfgMu.Unlock()
 	c.mu.Lock()
 	c.initHandle.close()
 	c.initHandle = nil
