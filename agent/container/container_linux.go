@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/configs/validate"
@@ -44,6 +45,9 @@ type Options struct {
 	Log         *slog.Logger
 	// OnOOM is called (from the watcher goroutine) for each OOM kill.
 	OnOOM func(id string)
+	// HoldInit keeps a pidfd of the init process (see InitRunning), for a
+	// container whose pid namespace others join.
+	HoldInit bool
 }
 
 // Container is one libcontainer container and its processes.
@@ -57,12 +61,21 @@ type Container struct {
 
 	cgroupPaths map[string]string // by controller; "" is the unified one
 
+	holdInit   bool
+	initHandle *pidHandle // with holdInit; closed by Destroy under mu
+
+	// cfgMu serialises the calls that change libcontainer's config (Set;
+	// Pause and Resume record the freezer state in it) or read it without
+	// libcontainer's own lock (Config, Stats).
+	cfgMu sync.Mutex
+	// followedCpus is the cpuset FollowOnlineCPUs last set ("" if none);
+	// guarded by cfgMu.
+	followedCpus string
+
 	mu      sync.Mutex
 	started bool
 	removed bool
 	execs   map[string]*Process
-	// followedCpus is the cpuset FollowOnlineCPUs last set ("" if none).
-	followedCpus string
 }
 
 // ID is the container id.
@@ -104,9 +117,10 @@ func Create(opts Options) (_ *Container, retErr error) {
 		}
 		return nil, fmt.Errorf("container %q: create: %w", opts.ID, err)
 	}
-	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}}
+	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, holdInit: opts.HoldInit}
 	defer func() {
 		if retErr != nil {
+			c.initHandle.close()
 			_ = lc.Destroy()
 			// libcontainer keeps the exec fifo open when the init fails to
 			// start; only the finalizer of the dropped container closes
@@ -172,6 +186,18 @@ func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Pr
 	p.pid, _ = lp.Pid()
 	if end != nil {
 		end(p.pid)
+	}
+	if isInit && c.holdInit {
+		// Now, before waitLoop can reap it: the pid is still ours.
+		if c.initHandle, err = openPidHandle(p.pid); err != nil {
+			_ = lp.Signal(unix.SIGKILL)
+			_, _ = lp.Wait()
+			if c.reaper != nil {
+				c.reaper.Disown(p.pid)
+			}
+			p.closeIO()
+			return nil, fmt.Errorf("process %q: %w", id, err)
+		}
 	}
 	if console != nil {
 		master, err := console.receiveMaster()
@@ -291,18 +317,12 @@ func (c *Container) Release(execID string) {
 	p.closeIO()
 }
 
-// Signal signals one process, or with execID "" every process of the
-// container (all pids in its cgroup).
-func (c *Container) Signal(execID string, sig unix.Signal) error {
-	if execID != "" {
-		p, err := c.Process(execID)
-		if err != nil {
-			return err
-		}
-		return p.Signal(sig)
-	}
+// SignalAll signals every process of the container (all pids in its
+// cgroup); a container with nothing left running succeeds, as
+// Process.Signal does.
+func (c *Container) SignalAll(sig unix.Signal) error {
 	if c.init.Exited() && !c.hasProcesses() {
-		return nil // nothing left to signal; see Process.Signal
+		return nil
 	}
 	return c.signalAll(sig)
 }
@@ -337,6 +357,8 @@ func (c *Container) Destroy(ctx context.Context) error {
 	thawed := make(chan struct{})
 	go func() {
 		defer close(thawed)
+		c.cfgMu.Lock()
+		defer c.cfgMu.Unlock()
 		if st, err := c.lc.Status(); err == nil && st == libcontainer.Paused {
 			_ = c.lc.Resume()
 		}
@@ -378,7 +400,15 @@ func (c *Container) Destroy(ctx context.Context) error {
 	if c.oom != nil {
 		c.oom.stop()
 	}
+	// Under cfgMu: for a container in a shared pid namespace, libcontainer
+	// freezes the cgroup to kill what is left, recording it in the config.
+	c.cfgMu.Lock()
 	err := c.lc.Destroy()
+	c.cfgMu.Unlock()
+	c.mu.Lock()
+	c.initHandle.close()
+	c.initHandle = nil
+	c.mu.Unlock()
 	c.init.closeIO()
 	for _, p := range execs {
 		p.closeIO()
@@ -391,6 +421,8 @@ func (c *Container) Destroy(ctx context.Context) error {
 
 // Pause freezes every process of the container.
 func (c *Container) Pause() error {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
 	if err := c.lc.Pause(); err != nil {
 		if errors.Is(err, libcontainer.ErrNotRunning) {
 			return fmt.Errorf("container %q is not running: %w", c.id, errdefs.ErrFailedPrecondition)
@@ -402,6 +434,8 @@ func (c *Container) Pause() error {
 
 // Resume thaws a paused container.
 func (c *Container) Resume() error {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
 	if err := c.lc.Resume(); err != nil {
 		if errors.Is(err, libcontainer.ErrNotPaused) {
 			return fmt.Errorf("container %q is not paused: %w", c.id, errdefs.ErrFailedPrecondition)
@@ -411,13 +445,16 @@ func (c *Container) Resume() error {
 	return nil
 }
 
-// Update changes the container's memory, CPU and pids resources; zero
-// fields keep their value.
+// Update changes the container's memory, CPU and pids resources; fields
+// not given keep their value. A refused update leaves the previous limits
+// in force.
 func (c *Container) Update(r *specs.LinuxResources) error {
 	if r == nil {
 		return fmt.Errorf("container %q: no resources given: %w", c.id, errdefs.ErrInvalidArgument)
 	}
-	cfg := c.lc.Config()
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	cfg := c.configCopy()
 	res := cfg.Cgroups.Resources
 	if m := r.Memory; m != nil {
 		if m.Limit != nil {
@@ -448,38 +485,78 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 		}
 	}
 	if r.Pids != nil && r.Pids.Limit != nil {
-		res.PidsLimit = r.Pids.Limit
+		limit := *r.Pids.Limit
+		res.PidsLimit = &limit
 	}
-	if err := c.lc.Set(cfg); err != nil {
-		return fmt.Errorf("container %q: update resources: %v: %w", c.id, err, errdefs.ErrInvalidArgument)
+	if err := c.set(cfg); err != nil {
+		return fmt.Errorf("container %q: update resources: %w", c.id, err)
 	}
 	return nil
+}
+
+// configCopy returns libcontainer's config with a cgroup configuration of
+// its own: a change reaches libcontainer only through a successful Set,
+// and a refused Set restores the limits of the untouched config (writing
+// through the shared one would make that restore re-apply the refused
+// values). Called with cfgMu held.
+func (c *Container) configCopy() configs.Config {
+	cfg := c.lc.Config()
+	var cg cgroups.Cgroup
+	if cfg.Cgroups != nil {
+		cg = *cfg.Cgroups
+	}
+	var res cgroups.Resources
+	if cg.Resources != nil {
+		res = *cg.Resources
+	}
+	cg.Resources = &res
+	cfg.Cgroups = &cg
+	return cfg
+}
+
+// set applies cfg through libcontainer, classifying its refusals. Called
+// with cfgMu held.
+func (c *Container) set(cfg configs.Config) error {
+	err := c.lc.Set(cfg)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, libcontainer.ErrNotRunning):
+		return fmt.Errorf("container %q is not running: %w", c.id, errdefs.ErrFailedPrecondition)
+	default:
+		// The kernel refused a value (EINVAL, ERANGE, EBUSY for a limit
+		// below current usage, ...): the request's mistake.
+		return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	}
 }
 
 // FollowOnlineCPUs sets the container's cpuset to cpus (the guest's online
 // CPUs) unless the container asked for specific CPUs: hot-added vCPUs are
 // then usable by containers that were created before they arrived.
 func (c *Container) FollowOnlineCPUs(cpus string) error {
-	cfg := c.lc.Config()
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	cfg := c.configCopy()
 	res := cfg.Cgroups.Resources
-	c.mu.Lock()
 	pinned := res.CpusetCpus != "" && res.CpusetCpus != c.followedCpus
-	c.mu.Unlock()
 	if pinned || res.CpusetCpus == cpus {
 		return nil
 	}
 	res.CpusetCpus = cpus
-	if err := c.lc.Set(cfg); err != nil {
+	if err := c.set(cfg); err != nil {
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return nil // not running: no process to give the CPUs to
+		}
 		return fmt.Errorf("container %q: set cpuset to %s: %w", c.id, cpus, err)
 	}
-	c.mu.Lock()
 	c.followedCpus = cpus
-	c.mu.Unlock()
 	return nil
 }
 
 // Stats returns the container's cgroup statistics.
 func (c *Container) Stats() (*libcontainer.Stats, error) {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
 	st, err := c.lc.Stats()
 	if err != nil {
 		return nil, fmt.Errorf("container %q: stats: %w", c.id, err)

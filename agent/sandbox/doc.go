@@ -7,9 +7,10 @@
 // unshares them on a throw-away OS thread and bind-mounts the namespace
 // files under the sandbox directory, so they outlive any container
 // (agentctl and tests create and remove containers in any order) and cost
-// no process. The PID namespace, when the runtime asks for a shared one
-// (sandbox_pidns), is the one of the first container created with it, as
-// upstream does: a pid namespace needs a living init to reap orphans.
+// no process. The shared PID namespace (containers created with
+// sandbox_pidns join it) is the infra (pause) container's, as upstream:
+// the pause process is PID 1 for the pod and outlives its application
+// containers; a pid namespace needs a living init to reap orphans.
 //
 // Lock order: Sandbox.mu, then Container.mu, then Process.mu (package
 // container), then Reaper.mu (package reaper). Sandbox.mu only guards maps

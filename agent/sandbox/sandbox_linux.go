@@ -313,7 +313,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 	// Host hooks would run host-chosen programs as root in the guest,
 	// outside the container; the runtime strips them too.
 	spec.Hooks = nil
-	holdsPidns, err := s.adjustSpec(req.ID, spec, req.SandboxPID)
+	pidns, err := s.adjustSpec(req.ID, spec, req.SandboxPID)
 	if err != nil {
 		return err
 	}
@@ -329,15 +329,21 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		Reaper:      s.cfg.Reaper,
 		Log:         s.log,
 		OnOOM:       s.oom.push,
+		HoldInit:    pidns.hold,
 	})
 	if err != nil {
+		_ = os.RemoveAll(bundle)
+		return err
+	}
+	if err := pidns.confirm(req.ID); err != nil {
+		_ = c.Destroy(context.WithoutCancel(ctx))
 		_ = os.RemoveAll(bundle)
 		return err
 	}
 	s.rememberTerminationLog(req.ID, spec)
 	s.mu.Lock()
 	s.containers[req.ID] = c
-	if holdsPidns && s.pidnsOwner == "" {
+	if pidns.hold && s.pidnsOwner == "" {
 		s.pidnsOwner = req.ID
 	}
 	s.mu.Unlock()
@@ -345,20 +351,18 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 }
 
 // adjustSpec applies the sandbox's namespaces and DNS to a container spec.
-// It reports whether the container gets a new pid namespace that becomes
-// the sandbox's shared one.
-func (s *Sandbox) adjustSpec(id string, spec *specs.Spec, sandboxPID bool) (bool, error) {
+// It returns how the container gets its pid namespace.
+func (s *Sandbox) adjustSpec(id string, spec *specs.Spec, sandboxPID bool) (pidnsPlan, error) {
 	if spec.Linux == nil {
 		spec.Linux = &specs.Linux{}
 	}
+	plan, err := s.planPidns(id, spec.Annotations, sandboxPID)
+	if err != nil {
+		return pidnsPlan{}, err
+	}
 	s.mu.Lock()
 	shared := s.sharedNS
-	owner := s.pidnsOwner
 	resolv := s.resolvConf
-	var ownerPid int
-	if c := s.containers[owner]; owner != "" && c != nil {
-		ownerPid = c.InitPid()
-	}
 	s.mu.Unlock()
 
 	var nss []specs.LinuxNamespace
@@ -374,16 +378,7 @@ func (s *Sandbox) adjustSpec(id string, spec *specs.Spec, sandboxPID bool) (bool
 		}
 		nss = append(nss, ns)
 	}
-	pidns := specs.LinuxNamespace{Type: specs.PIDNamespace}
-	holds := false
-	if sandboxPID {
-		if ownerPid > 0 {
-			pidns.Path = filepath.Join(s.cfg.ProcRoot, fmt.Sprint(ownerPid), "ns", "pid")
-		} else {
-			holds = true
-		}
-	}
-	spec.Linux.Namespaces = append(nss, pidns)
+	spec.Linux.Namespaces = append(nss, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: plan.join})
 
 	if resolv != "" {
 		has := false
@@ -399,7 +394,7 @@ func (s *Sandbox) adjustSpec(id string, spec *specs.Spec, sandboxPID bool) (bool
 			})
 		}
 	}
-	return holds, nil
+	return plan, nil
 }
 
 func writeBundle(dir string, spec *specs.Spec) error {
@@ -513,24 +508,6 @@ func (s *Sandbox) ExecProcess(cid, execID string, p *specs.Process) error {
 	}
 	_, err = c.Exec(execID, p)
 	return err
-}
-
-// SignalProcess signals a process, or every process of the container.
-func (s *Sandbox) SignalProcess(cid, execID string, sig uint32) error {
-	if sig == 0 || sig > maxSignal {
-		return fmt.Errorf("signal %d out of range 1..%d: %w", sig, maxSignal, errdefs.ErrInvalidArgument)
-	}
-	c, err := s.Container(cid)
-	if err != nil {
-		return err
-	}
-	if execID != "" && execID != cid {
-		if err := container.ValidateID("exec", execID); err != nil {
-			return err
-		}
-	}
-	// execID == cid addresses the init process only; "" every process.
-	return c.Signal(execID, unix.Signal(sig))
 }
 
 // WaitProcess waits for a process to exit and returns its status.
