@@ -8,11 +8,13 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 )
 
 // DefaultCopyRoot is where CopyFile may write: the shared-directory tree
 // the runtime copies into when the share is not a live filesystem.
-const DefaultCopyRoot = "/run/kata-containers/shared/containers"
+const DefaultCopyRoot = guestpath.SharedDir
 
 // CopyRequest is one CopyFile chunk.
 type CopyRequest struct {
@@ -58,12 +60,14 @@ func (c *FileCopier) Copy(req CopyRequest) error {
 	ftype := req.FileMode & unix.S_IFMT
 	if ftype == unix.S_IFREG || ftype == 0 {
 		if end := req.Offset + int64(len(req.Data)); end > req.FileSize || end < req.Offset {
+			// A bad chunk ends the transfer: drop what earlier chunks wrote.
+			discardTemp(root, parts)
 			return fmt.Errorf("copy %s: chunk at %d of %d bytes goes past file size %d: %w",
 				req.Path, req.Offset, len(req.Data), req.FileSize, errdefs.ErrInvalidArgument)
 		}
 	}
 	perm := req.FileMode & 0o7777
-	dirfd, name, err := openParent(root, parts, req.DirMode&0o7777)
+	dirfd, name, err := openParent(root, parts, req.DirMode&0o7777, true)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", req.Path, err)
 	}
@@ -105,9 +109,9 @@ func splitConfined(root, p string) ([]string, error) {
 }
 
 // openParent walks parts[:len-1] from root, creating missing directories
-// with dirMode, refusing symlinks, and returns the parent's descriptor and
-// the last component.
-func openParent(root string, parts []string, dirMode uint32) (int, string, error) {
+// with dirMode when create is set, refusing symlinks, and returns the
+// parent's descriptor and the last component.
+func openParent(root string, parts []string, dirMode uint32, create bool) (int, string, error) {
 	fd, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, "", fmt.Errorf("open shared directory %s: %w", root, err)
@@ -117,7 +121,7 @@ func openParent(root string, parts []string, dirMode uint32) (int, string, error
 	}
 	for _, comp := range parts[:len(parts)-1] {
 		next, err := unix.Openat(fd, comp, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) {
+		if errors.Is(err, unix.ENOENT) && create {
 			if err = unix.Mkdirat(fd, comp, dirMode); err != nil && !errors.Is(err, unix.EEXIST) {
 				unix.Close(fd)
 				return -1, "", fmt.Errorf("create directory %q: %w", comp, err)
@@ -180,8 +184,26 @@ func copySymlink(dirfd int, name string, req CopyRequest) error {
 	return nil
 }
 
-func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) error {
-	tmp := name + ".tmp"
+// tempName is where a regular file's chunks collect until it is whole.
+func tempName(name string) string { return name + ".tmp" }
+
+// discardTemp removes the temporary file of parts, if its directory
+// exists, creating nothing.
+func discardTemp(root string, parts []string) {
+	dirfd, name, err := openParent(root, parts, 0, false)
+	if err != nil {
+		return
+	}
+	_ = unix.Unlinkat(dirfd, tempName(name), 0)
+	unix.Close(dirfd)
+}
+
+// copyRegular writes one chunk to the temporary file and renames it into
+// place once complete. Any failure removes the temporary file: the
+// runtime abandons a transfer on its first error, so no later chunk
+// would ever complete or remove it.
+func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) (err error) {
+	tmp := tempName(name)
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if req.Offset == 0 {
 		flags |= unix.O_TRUNC
@@ -194,6 +216,11 @@ func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) error {
 		return fmt.Errorf("copy %s: open temporary file: %w", req.Path, err)
 	}
 	defer unix.Close(fd)
+	defer func() {
+		if err != nil {
+			_ = unix.Unlinkat(dirfd, tmp, 0)
+		}
+	}()
 	for off, data := req.Offset, req.Data; len(data) > 0; {
 		n, err := unix.Pwrite(fd, data, off)
 		if err != nil {
