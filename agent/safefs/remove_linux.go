@@ -38,16 +38,28 @@ func RemoveTree(path string) error {
 		return fmt.Errorf("remove %s: open parent: %w", path, err)
 	}
 	defer unix.Close(pfd)
+	return removeAt(pfd, filepath.Base(path), path)
+}
+
+// RemoveTreeAt is RemoveTree for the entry name of the open directory
+// parent (display names it in errors).
+func RemoveTreeAt(parent *os.File, name, display string) error {
+	if name == "" || name == "." || name == ".." || filepath.Base(name) != name {
+		return fmt.Errorf("remove %q: not a directory entry: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return removeAt(int(parent.Fd()), name, display)
+}
+
+func removeAt(pfd int, name, display string) error {
 	parent, err := statAt(pfd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
-		return fmt.Errorf("remove %s: %w", path, err)
+		return fmt.Errorf("remove %s: %w", display, err)
 	}
-	name := filepath.Base(path)
 	// Check everything first, so a tree with a mount in it is left whole.
-	if err := walkAt(pfd, parent, name, path, false); err != nil {
+	if err := walkAt(pfd, parent, name, display, false); err != nil {
 		return err
 	}
-	return walkAt(pfd, parent, name, path, true)
+	return walkAt(pfd, parent, name, display, true)
 }
 
 // walkAt visits name in dirfd (whose statx is dir) and everything below

@@ -25,7 +25,18 @@ type fakeMounter struct {
 
 func newFakeMounter() *fakeMounter { return &fakeMounter{mounted: map[string]string{}} }
 
+// resolved names what a /proc/self/fd path leads to, as the kernel would.
+func resolved(p string) string {
+	if strings.HasPrefix(p, "/proc/self/fd/") {
+		if r, err := os.Readlink(p); err == nil {
+			return r
+		}
+	}
+	return p
+}
+
 func (f *fakeMounter) Mount(source, target, fstype string, flags uintptr, data string) error {
+	source, target = resolved(source), resolved(target)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "mount "+fstype+" "+source+" "+target+" "+data)
@@ -39,6 +50,7 @@ func (f *fakeMounter) Mount(source, target, fstype string, flags uintptr, data s
 }
 
 func (f *fakeMounter) Unmount(target string, flags int) error {
+	target = resolved(target)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "umount "+target)
