@@ -63,11 +63,15 @@ func OpenInRoot(root, p string) (*os.File, error) {
 
 // MkdirAllInRoot creates the directory p (an absolute path below root)
 // and its missing parents inside root with mode, and returns an O_PATH
-// handle to it and whether p itself was created.
+// handle to it and whether p itself was created. root itself is created
+// if missing: it is the caller's own path, not one a request names.
 func MkdirAllInRoot(root, p string, mode os.FileMode) (*os.File, bool, error) {
 	rel, err := relIn(root, p)
 	if err != nil {
 		return nil, false, err
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, false, fmt.Errorf("create root %s: %w", root, err)
 	}
 	rf, err := openRoot(root)
 	if err != nil {

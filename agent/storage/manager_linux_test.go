@@ -251,3 +251,18 @@ func TestHugepagesPool(t *testing.T) {
 		t.Fatal("unsupported page size accepted")
 	}
 }
+
+// In a fresh guest /run/kata-containers does not exist before the first
+// storage: the root is made on demand.
+func TestMountCreatesMissingRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "run/kata-containers")
+	fm := newFakeMounter()
+	m := New(Config{Root: root, Mounter: fm, IsMounted: fm.isMounted})
+	share := &pb.Storage{Driver: "virtio-fs", Source: "kataShared", Fstype: "virtiofs", MountPoint: root + "/shared/containers/"}
+	if err := m.Mount(context.Background(), "sandbox", []*pb.Storage{share}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fm.isMounted(root + "/shared/containers"); !ok {
+		t.Fatalf("share not mounted: %v", fm.calls)
+	}
+}
