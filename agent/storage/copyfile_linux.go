@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -36,6 +37,31 @@ type CopyRequest struct {
 // symlinked parent is refused rather than followed.
 type FileCopier struct {
 	Root string
+
+	mu sync.Mutex
+	// pending holds the temporary files of transfers under way (by
+	// path), so that a failed chunk removes only a temporary file this
+	// copier wrote, never a file of that name the host copied itself.
+	pending map[string]bool
+}
+
+func (c *FileCopier) setPending(tmp string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == nil {
+		c.pending = map[string]bool{}
+	}
+	if on {
+		c.pending[tmp] = true
+	} else {
+		delete(c.pending, tmp)
+	}
+}
+
+func (c *FileCopier) isPending(tmp string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending[tmp]
 }
 
 // ErrEscape is wrapped by errors about paths that would leave the root.
@@ -61,7 +87,10 @@ func (c *FileCopier) Copy(req CopyRequest) error {
 	if ftype == unix.S_IFREG || ftype == 0 {
 		if end := req.Offset + int64(len(req.Data)); end > req.FileSize || end < req.Offset {
 			// A bad chunk ends the transfer: drop what earlier chunks wrote.
-			discardTemp(root, parts)
+			if tmp := tempName(filepath.Join(root, filepath.Join(parts...))); c.isPending(tmp) {
+				discardTemp(root, parts)
+				c.setPending(tmp, false)
+			}
 			return fmt.Errorf("copy %s: chunk at %d of %d bytes goes past file size %d: %w",
 				req.Path, req.Offset, len(req.Data), req.FileSize, errdefs.ErrInvalidArgument)
 		}
@@ -79,7 +108,10 @@ func (c *FileCopier) Copy(req CopyRequest) error {
 	case unix.S_IFLNK:
 		return copySymlink(dirfd, name, req)
 	case unix.S_IFREG, 0:
-		return copyRegular(dirfd, name, perm, req)
+		tmp := tempName(filepath.Join(root, filepath.Join(parts...)))
+		done, err := copyRegular(dirfd, name, perm, req)
+		c.setPending(tmp, err == nil && !done)
+		return err
 	default:
 		return fmt.Errorf("copy %s: unsupported file type %#o: %w", req.Path, ftype, errdefs.ErrInvalidArgument)
 	}
@@ -202,7 +234,7 @@ func discardTemp(root string, parts []string) {
 // place once complete. Any failure removes the temporary file: the
 // runtime abandons a transfer on its first error, so no later chunk
 // would ever complete or remove it.
-func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) (err error) {
+func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) (done bool, err error) {
 	tmp := tempName(name)
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if req.Offset == 0 {
@@ -211,9 +243,9 @@ func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) (err erro
 	fd, err := unix.Openat(dirfd, tmp, flags, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return fmt.Errorf("copy %s: temporary file is a symlink: %w", req.Path, ErrEscape)
+			return false, fmt.Errorf("copy %s: temporary file is a symlink: %w", req.Path, ErrEscape)
 		}
-		return fmt.Errorf("copy %s: open temporary file: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: open temporary file: %w", req.Path, err)
 	}
 	defer unix.Close(fd)
 	defer func() {
@@ -224,25 +256,25 @@ func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) (err erro
 	for off, data := req.Offset, req.Data; len(data) > 0; {
 		n, err := unix.Pwrite(fd, data, off)
 		if err != nil {
-			return fmt.Errorf("copy %s: write at %d: %w", req.Path, off, err)
+			return false, fmt.Errorf("copy %s: write at %d: %w", req.Path, off, err)
 		}
 		data, off = data[n:], off+int64(n)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("copy %s: stat: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: stat: %w", req.Path, err)
 	}
 	if st.Size != req.FileSize {
-		return nil // more chunks to come
+		return false, nil // more chunks to come
 	}
 	if err := unix.Fchmod(fd, perm); err != nil {
-		return fmt.Errorf("copy %s: chmod: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: chmod: %w", req.Path, err)
 	}
 	if err := unix.Fchown(fd, int(req.UID), int(req.GID)); err != nil {
-		return fmt.Errorf("copy %s: chown: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: chown: %w", req.Path, err)
 	}
 	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
-		return fmt.Errorf("copy %s: rename into place: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: rename into place: %w", req.Path, err)
 	}
-	return nil
+	return true, nil
 }

@@ -55,4 +55,17 @@ func TestCopyFailureLeavesNoTemporaryFile(t *testing.T) {
 		t.Fatalf("file = %q, %v", b, err)
 	}
 	noEntry(t, p+".tmp")
+
+	// A file the host copied under a name that looks temporary is not
+	// the copier's: a failing chunk of its namesake leaves it alone.
+	own := filepath.Join(root, "c1/own")
+	if err := c.Copy(CopyRequest{Path: own + ".tmp", FileSize: 4, FileMode: reg, UID: uid, GID: gid, Data: []byte("mine")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Copy(CopyRequest{Path: own, FileSize: 1, FileMode: reg, UID: uid, GID: gid, Offset: 1, Data: []byte("xx")}); err == nil {
+		t.Fatal("chunk past the file size accepted")
+	}
+	if b, err := os.ReadFile(own + ".tmp"); err != nil || string(b) != "mine" {
+		t.Fatalf("host's own .tmp file: %q, %v", b, err)
+	}
 }
