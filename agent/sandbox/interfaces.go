@@ -11,8 +11,9 @@ import (
 // StorageManager mounts the storages the runtime sends with CreateSandbox
 // and CreateContainer (implemented by the storage package).
 type StorageManager interface {
-	// Mount mounts storages for owner ("" or sandbox id for sandbox-level, else container id),
-	// reference-counted by mount point; an already-mounted point only gains a reference.
+	// Mount mounts storages for owner (the container id, or a key of the sandbox's own that
+	// no container id can equal), reference-counted by mount point; an already-mounted point
+	// only gains a reference.
 	Mount(ctx context.Context, owner string, storages []*pb.Storage) error
 	// Release drops owner's references; the last reference unmounts.
 	Release(ctx context.Context, owner string) error

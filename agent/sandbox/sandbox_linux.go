@@ -23,15 +23,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
+	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
-// Defaults for the guest.
+// Defaults for the guest (package guestpath is the layout).
 const (
-	DefaultBundleRoot  = "/run/kata-containers"
-	DefaultSandboxDir  = "/run/kata-containers/sandbox"
-	DefaultSharedDir   = "/run/kata-containers/shared/containers"
-	DefaultStateRoot   = "/run/kata-agent/libcontainer"
+	DefaultBundleRoot  = guestpath.BundleDir
+	DefaultSandboxDir  = guestpath.SandboxDir
+	DefaultSharedDir   = guestpath.SharedDir
+	DefaultStateRoot   = guestpath.StateDir
 	DefaultCgroupGroup = "kata-agent"
 	maxHostnameLen     = 64
 	maxSignal          = 64 // SIGRTMAX on Linux
@@ -40,8 +41,8 @@ const (
 // Config configures a Sandbox. Every root is configurable so the agent can
 // run on a development host (tests use temporary directories).
 type Config struct {
-	BundleRoot string // bundles at BundleRoot/<cid>
-	SandboxDir string // resolv.conf, ns/
+	BundleRoot string // bundles at BundleRoot/<cid>, and nothing else there
+	SandboxDir string // resolv.conf, ns/ (the agent's, not the runtime's storages)
 	SharedDir  string // the virtio-fs share (RemoveStaleVirtiofsShareMounts)
 	StateRoot  string // libcontainer state
 	// CgroupGroup is the cgroup, relative to the agent's own (v1) or
@@ -194,7 +195,7 @@ func (s *Sandbox) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Storage.Mount(ctx, s.storageOwner(req.ID), req.Storages); err != nil {
+	if err := s.cfg.Storage.Mount(ctx, sandboxStorageOwner, req.Storages); err != nil {
 		releaseNamespaces(ns)
 		return fmt.Errorf("sandbox storages: %w", err)
 	}
@@ -204,12 +205,11 @@ func (s *Sandbox) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (
 	return nil
 }
 
-func (s *Sandbox) storageOwner(id string) string {
-	if id == "" {
-		return ""
-	}
-	return id
-}
+// sandboxStorageOwner holds the sandbox-level storage references. It is
+// not a valid container id (container.ValidateID refuses '<'), so no
+// container, not even the pause container that carries the sandbox id,
+// can release the sandbox's storages (the share) by failing or going away.
+const sandboxStorageOwner = "<sandbox>"
 
 // DestroySandbox removes every container, releases the sandbox storages
 // and namespaces. Powering off (as PID 1) is the caller's business.
@@ -221,11 +221,11 @@ func (s *Sandbox) DestroySandbox(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	id, ns, resolv, created := s.id, s.sharedNS, s.resolvConf, s.created
+	ns, resolv, created := s.sharedNS, s.resolvConf, s.created
 	s.created, s.id, s.hostname, s.sharedNS, s.resolvConf, s.pidnsOwner = false, "", "", nil, "", ""
 	s.mu.Unlock()
 	if created {
-		if err := s.cfg.Storage.Release(ctx, s.storageOwner(id)); err != nil {
+		if err := s.cfg.Storage.Release(ctx, sandboxStorageOwner); err != nil {
 			errs = append(errs, fmt.Errorf("release sandbox storages: %w", err))
 		}
 	}
@@ -318,7 +318,8 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		return err
 	}
 	bundle := filepath.Join(s.cfg.BundleRoot, req.ID)
-	if err := writeBundle(bundle, spec); err != nil {
+	if err := writeBundle(s.cfg.BundleRoot, bundle, spec); err != nil {
+		_ = removeBundle(bundle)
 		return fmt.Errorf("container %q bundle: %w", req.ID, err)
 	}
 	c, err := container.Create(container.Options{
@@ -332,7 +333,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		HoldInit:    pidns.hold,
 	})
 	if err != nil {
-		_ = os.RemoveAll(bundle)
+		_ = removeBundle(bundle)
 		return err
 	}
 	if err := pidns.confirm(req.ID); err != nil {
@@ -397,15 +398,37 @@ func (s *Sandbox) adjustSpec(id string, spec *specs.Spec, sandboxPID bool) (pidn
 	return plan, nil
 }
 
-func writeBundle(dir string, spec *specs.Spec) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// bundleConfig is the one file a bundle directory holds.
+const bundleConfig = "config.json"
+
+// writeBundle writes the container's bundle: dir (root/<id>) with the
+// spec as config.json. root holds bundles only, so no id can alias a
+// directory of the agent or a storage.
+func writeBundle(root, dir string, spec *specs.Spec) error {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
+	return os.WriteFile(filepath.Join(dir, bundleConfig), b, 0o600)
+}
+
+// removeBundle unlinks what writeBundle created and nothing else: a
+// bundle directory that holds anything more (or a mount) stays, with an
+// error naming it, rather than being walked.
+func removeBundle(dir string) error {
+	if err := os.Remove(filepath.Join(dir, bundleConfig)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("bundle %s holds more than the agent wrote; left in place: %w", dir, err)
+	}
+	return nil
 }
 
 // CgroupPaths maps each container id to its cgroup v2 path relative to
@@ -543,7 +566,7 @@ func (s *Sandbox) RemoveContainer(ctx context.Context, id string, timeout time.D
 	if err := s.cfg.Storage.Release(context.WithoutCancel(ctx), id); err != nil {
 		errs = append(errs, fmt.Errorf("container %q storages: %w", id, err))
 	}
-	if err := os.RemoveAll(filepath.Join(s.cfg.BundleRoot, id)); err != nil {
+	if err := removeBundle(filepath.Join(s.cfg.BundleRoot, id)); err != nil {
 		errs = append(errs, fmt.Errorf("container %q bundle: %w", id, err))
 	}
 	s.termLogs.Delete(id)

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 )
 
 // DefaultCopyRoot is where CopyFile may write: the shared-directory tree
 // the runtime copies into when the share is not a live filesystem.
-const DefaultCopyRoot = "/run/kata-containers/shared/containers"
+const DefaultCopyRoot = guestpath.SharedDir
 
 // CopyRequest is one CopyFile chunk.
 type CopyRequest struct {
@@ -34,6 +37,31 @@ type CopyRequest struct {
 // symlinked parent is refused rather than followed.
 type FileCopier struct {
 	Root string
+
+	mu sync.Mutex
+	// pending holds the temporary files of transfers under way (by
+	// path), so that a failed chunk removes only a temporary file this
+	// copier wrote, never a file of that name the host copied itself.
+	pending map[string]bool
+}
+
+func (c *FileCopier) setPending(tmp string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == nil {
+		c.pending = map[string]bool{}
+	}
+	if on {
+		c.pending[tmp] = true
+	} else {
+		delete(c.pending, tmp)
+	}
+}
+
+func (c *FileCopier) isPending(tmp string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending[tmp]
 }
 
 // ErrEscape is wrapped by errors about paths that would leave the root.
@@ -58,12 +86,17 @@ func (c *FileCopier) Copy(req CopyRequest) error {
 	ftype := req.FileMode & unix.S_IFMT
 	if ftype == unix.S_IFREG || ftype == 0 {
 		if end := req.Offset + int64(len(req.Data)); end > req.FileSize || end < req.Offset {
+			// A bad chunk ends the transfer: drop what earlier chunks wrote.
+			if tmp := tempName(filepath.Join(root, filepath.Join(parts...))); c.isPending(tmp) {
+				discardTemp(root, parts)
+				c.setPending(tmp, false)
+			}
 			return fmt.Errorf("copy %s: chunk at %d of %d bytes goes past file size %d: %w",
 				req.Path, req.Offset, len(req.Data), req.FileSize, errdefs.ErrInvalidArgument)
 		}
 	}
 	perm := req.FileMode & 0o7777
-	dirfd, name, err := openParent(root, parts, req.DirMode&0o7777)
+	dirfd, name, err := openParent(root, parts, req.DirMode&0o7777, true)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", req.Path, err)
 	}
@@ -75,7 +108,10 @@ func (c *FileCopier) Copy(req CopyRequest) error {
 	case unix.S_IFLNK:
 		return copySymlink(dirfd, name, req)
 	case unix.S_IFREG, 0:
-		return copyRegular(dirfd, name, perm, req)
+		tmp := tempName(filepath.Join(root, filepath.Join(parts...)))
+		done, err := copyRegular(dirfd, name, perm, req)
+		c.setPending(tmp, err == nil && !done)
+		return err
 	default:
 		return fmt.Errorf("copy %s: unsupported file type %#o: %w", req.Path, ftype, errdefs.ErrInvalidArgument)
 	}
@@ -105,9 +141,9 @@ func splitConfined(root, p string) ([]string, error) {
 }
 
 // openParent walks parts[:len-1] from root, creating missing directories
-// with dirMode, refusing symlinks, and returns the parent's descriptor and
-// the last component.
-func openParent(root string, parts []string, dirMode uint32) (int, string, error) {
+// with dirMode when create is set, refusing symlinks, and returns the
+// parent's descriptor and the last component.
+func openParent(root string, parts []string, dirMode uint32, create bool) (int, string, error) {
 	fd, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, "", fmt.Errorf("open shared directory %s: %w", root, err)
@@ -117,7 +153,7 @@ func openParent(root string, parts []string, dirMode uint32) (int, string, error
 	}
 	for _, comp := range parts[:len(parts)-1] {
 		next, err := unix.Openat(fd, comp, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) {
+		if errors.Is(err, unix.ENOENT) && create {
 			if err = unix.Mkdirat(fd, comp, dirMode); err != nil && !errors.Is(err, unix.EEXIST) {
 				unix.Close(fd)
 				return -1, "", fmt.Errorf("create directory %q: %w", comp, err)
@@ -180,8 +216,26 @@ func copySymlink(dirfd int, name string, req CopyRequest) error {
 	return nil
 }
 
-func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) error {
-	tmp := name + ".tmp"
+// tempName is where a regular file's chunks collect until it is whole.
+func tempName(name string) string { return name + ".tmp" }
+
+// discardTemp removes the temporary file of parts, if its directory
+// exists, creating nothing.
+func discardTemp(root string, parts []string) {
+	dirfd, name, err := openParent(root, parts, 0, false)
+	if err != nil {
+		return
+	}
+	_ = unix.Unlinkat(dirfd, tempName(name), 0)
+	unix.Close(dirfd)
+}
+
+// copyRegular writes one chunk to the temporary file and renames it into
+// place once complete. Any failure removes the temporary file: the
+// runtime abandons a transfer on its first error, so no later chunk
+// would ever complete or remove it.
+func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) (done bool, err error) {
+	tmp := tempName(name)
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	if req.Offset == 0 {
 		flags |= unix.O_TRUNC
@@ -189,33 +243,38 @@ func copyRegular(dirfd int, name string, perm uint32, req CopyRequest) error {
 	fd, err := unix.Openat(dirfd, tmp, flags, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
-			return fmt.Errorf("copy %s: temporary file is a symlink: %w", req.Path, ErrEscape)
+			return false, fmt.Errorf("copy %s: temporary file is a symlink: %w", req.Path, ErrEscape)
 		}
-		return fmt.Errorf("copy %s: open temporary file: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: open temporary file: %w", req.Path, err)
 	}
 	defer unix.Close(fd)
+	defer func() {
+		if err != nil {
+			_ = unix.Unlinkat(dirfd, tmp, 0)
+		}
+	}()
 	for off, data := req.Offset, req.Data; len(data) > 0; {
 		n, err := unix.Pwrite(fd, data, off)
 		if err != nil {
-			return fmt.Errorf("copy %s: write at %d: %w", req.Path, off, err)
+			return false, fmt.Errorf("copy %s: write at %d: %w", req.Path, off, err)
 		}
 		data, off = data[n:], off+int64(n)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("copy %s: stat: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: stat: %w", req.Path, err)
 	}
 	if st.Size != req.FileSize {
-		return nil // more chunks to come
+		return false, nil // more chunks to come
 	}
 	if err := unix.Fchmod(fd, perm); err != nil {
-		return fmt.Errorf("copy %s: chmod: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: chmod: %w", req.Path, err)
 	}
 	if err := unix.Fchown(fd, int(req.UID), int(req.GID)); err != nil {
-		return fmt.Errorf("copy %s: chown: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: chown: %w", req.Path, err)
 	}
 	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
-		return fmt.Errorf("copy %s: rename into place: %w", req.Path, err)
+		return false, fmt.Errorf("copy %s: rename into place: %w", req.Path, err)
 	}
-	return nil
+	return true, nil
 }

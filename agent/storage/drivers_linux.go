@@ -9,9 +9,12 @@ import (
 	"strconv"
 	"strings"
 
+	"syscall"
+
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/safefs"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
 )
@@ -20,70 +23,61 @@ import (
 func (m *Manager) mountDriver(r *request) (func() error, error) {
 	switch r.st.Driver {
 	case DriverVirtioFS:
-		return m.mountFS(r.st.Source, r.target, "virtiofs", r.opts, true)
+		return m.mountFS(r.st.Source, r, "virtiofs", r.opts, nil)
 	case Driver9p:
-		return m.mountFS(r.st.Source, r.target, "9p", r.opts, true)
+		return m.mountFS(r.st.Source, r, "9p", r.opts, nil)
 	case DriverLocal:
 		return m.mountLocal(r)
 	case DriverEphemeral:
 		return m.mountEphemeral(r)
 	case DriverBind:
-		return m.mountBind(r.st.Source, r.target, r.opts)
+		return m.mountBind(r.st.Source, r.key, r.opts)
 	case DriverWatchableBind:
 		return m.mountWatchable(r)
 	case DriverBlk, DriverMMIOBlk, DriverSCSI:
-		release, err := m.mountFS(r.device, r.target, r.st.Fstype, r.opts, true)
-		if err != nil {
-			return nil, err
-		}
-		if !r.opts.ReadOnly() {
-			if err := applyFSGroup(r.target, r.st.FsGroup); err != nil {
-				return nil, errors.Join(err, release())
+		return m.mountFS(r.device, r, r.st.Fstype, r.opts, func(root string) error {
+			if r.opts.ReadOnly() {
+				return nil // nothing can be chowned on a read-only mount
 			}
-		}
-		return release, nil
+			return applyFSGroup(root, r.st.FsGroup)
+		})
 	case DriverOverlayFS:
 		return m.mountOverlay(r)
 	}
 	return nil, invalid("unknown storage driver %q", short(r.st.Driver))
 }
 
-// mountFS creates target (a directory) and mounts source on it. The
-// returned release unmounts it and removes the directory if we made it.
-func (m *Manager) mountFS(source, target, fstype string, opts MountOptions, mkdir bool) (func() error, error) {
-	created := false
-	if mkdir {
-		var err error
-		if created, err = mkdirAll(target, 0o755); err != nil {
-			return nil, err
-		}
+// mountFS mounts source on the directory r.key (created inside Root if
+// missing) and runs after on the new mount's root. The returned release
+// unmounts it and removes the directory if we made it.
+func (m *Manager) mountFS(source string, r *request, fstype string, opts MountOptions, after func(root string) error) (func() error, error) {
+	mp, err := m.openMountPoint(r.key, true)
+	if err != nil {
+		return nil, err
 	}
-	if err := m.cfg.Mounter.Mount(source, target, fstype, opts.Flags, opts.DataString()); err != nil {
-		if created {
-			_ = os.Remove(target)
-		}
-		return nil, fmt.Errorf("mount %s %s on %s (options %q): %w", fstype, source, target, opts.DataString(), err)
-	}
-	if err := m.propagate(target, opts); err != nil {
-		return nil, errors.Join(err, m.unmount(target))
-	}
-	return func() error {
-		if err := m.unmount(target); err != nil {
-			return err
-		}
-		if created {
-			_ = os.Remove(target)
+	defer mp.Close()
+	return m.mountOn(mp, func(target string) error {
+		if err := m.cfg.Mounter.Mount(source, target, fstype, opts.Flags, opts.DataString()); err != nil {
+			return fmt.Errorf("mount %s %s on %s (options %q): %w", fstype, source, r.key, opts.DataString(), err)
 		}
 		return nil
-	}, nil
+	}, func(root string) error {
+		if err := m.propagate(root, r.key, opts); err != nil {
+			return err
+		}
+		if after != nil {
+			return after(root)
+		}
+		return nil
+	})
 }
 
-func (m *Manager) propagate(target string, opts MountOptions) error {
+func (m *Manager) propagate(target, key string, opts MountOptions) error {
 	if opts.Propagation == 0 {
 		return nil
 	}
 	if err := m.cfg.Mounter.Mount("", target, "", opts.Propagation, ""); err != nil {
-		return fmt.Errorf("set propagation of %s: %w", target, err)
+		return fmt.Errorf("set propagation of %s: %w", key, err)
 	}
 	return nil
 }
@@ -101,21 +95,8 @@ func (m *Manager) unmount(target string) error {
 	return nil
 }
 
-func mkdirAll(dir string, mode os.FileMode) (created bool, err error) {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return false, fmt.Errorf("mount point %s exists and is not a directory: %w", dir, errdefs.ErrFailedPrecondition)
-		}
-		return false, nil
-	}
-	if err := os.MkdirAll(dir, mode); err != nil {
-		return false, fmt.Errorf("create mount point: %w", err)
-	}
-	return true, nil
-}
-
 // mountLocal makes a directory (the runtime's disk-backed emptyDir); the
-// mode option sets its permissions.
+// mode option sets its permissions, fsgid its group.
 func (m *Manager) mountLocal(r *request) (func() error, error) {
 	mode := os.FileMode(0o755)
 	if v, ok := r.opts.Value("mode"); ok {
@@ -125,27 +106,56 @@ func (m *Manager) mountLocal(r *request) (func() error, error) {
 		}
 		mode = os.FileMode(n)
 	}
-	created, err := mkdirAll(r.target, 0o755)
+	mp, err := m.openMountPoint(r.key, true)
 	if err != nil {
 		return nil, err
 	}
-	// Chmod after creation: the umask must not narrow the requested mode.
-	if err := os.Chmod(r.target, unixMode(mode)); err != nil {
-		return nil, fmt.Errorf("chmod %s: %w", r.target, err)
+	defer mp.Close()
+	dir := safefs.ProcPath(mp.under)
+	err = os.Chmod(dir, unixMode(mode)) // after creation: the umask must not narrow the mode
+	if err == nil && r.fsGID >= 0 {
+		err = setFSGid(dir, r.fsGID)
 	}
-	if err := applyFSGroup(r.target, r.st.FsGroup); err != nil {
-		return nil, err
+	if err == nil {
+		err = applyFSGroup(dir, r.st.FsGroup)
 	}
-	target := r.target
+	if err != nil {
+		mp.removeCreated()
+		return nil, fmt.Errorf("local directory %s: %w", r.key, err)
+	}
+	created, key := mp.created, r.key
 	return func() error {
 		if !created {
 			return nil
 		}
-		if err := os.RemoveAll(target); err != nil {
-			return fmt.Errorf("remove %s: %w", target, err)
+		// What containers wrote goes too, but never through a mount.
+		parent, err := safefs.OpenInRoot(m.cfg.Root, filepath.Dir(key))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
 		}
-		return nil
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", key, err)
+		}
+		defer parent.Close()
+		return safefs.RemoveTreeAt(parent, filepath.Base(key), key)
 	}, nil
+}
+
+// setFSGid gives dir group gid, the setgid bit (files made inside inherit
+// the group) and group rwx: Kubernetes' fsGroup for emptyDir volumes,
+// which the runtime sends as the fsgid option.
+func setFSGid(dir string, gid int) error {
+	if err := os.Chown(dir, -1, gid); err != nil {
+		return fmt.Errorf("fsgid: chown to group %d: %w", gid, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("fsgid: %w", err)
+	}
+	if err := os.Chmod(dir, fi.Mode()|os.ModeSetgid|0o070); err != nil {
+		return fmt.Errorf("fsgid: chmod: %w", err)
+	}
+	return nil
 }
 
 // unixMode maps permission bits including setuid/setgid/sticky to Go's
@@ -180,14 +190,14 @@ func (m *Manager) mountEphemeral(r *request) (func() error, error) {
 			return nil, err
 		}
 	}
-	release, err := m.mountFS(source, r.target, fstype, opts, true)
-	if err != nil {
-		return nil, err
-	}
-	if err := applyFSGroup(r.target, r.st.FsGroup); err != nil {
-		return nil, errors.Join(err, release())
-	}
-	return release, nil
+	return m.mountFS(source, r, fstype, opts, func(root string) error {
+		if r.fsGID >= 0 {
+			if err := setFSGid(root, r.fsGID); err != nil {
+				return err
+			}
+		}
+		return applyFSGroup(root, r.st.FsGroup)
+	})
 }
 
 // prepareHugepages makes sure the pool of the requested page size has
@@ -267,134 +277,175 @@ func parseSize(s string) (uint64, error) {
 	return n * mult, nil
 }
 
-// mountBind bind-mounts source on target (made a directory or an empty
-// file to match source), then applies flags such as ro with a remount,
-// which a first bind mount ignores.
-func (m *Manager) mountBind(source, target string, opts MountOptions) (func() error, error) {
+// mountBind bind-mounts source on key (made a directory or an empty file
+// to match source), then applies flags such as ro with a remount, which a
+// first bind mount ignores. A source inside Root is resolved inside it
+// too, through a handle: it may lie in the host-writable share.
+func (m *Manager) mountBind(source, key string, opts MountOptions) (func() error, error) {
+	if _, err := relUnder(m.cfg.Root, source); err == nil {
+		h, err := safefs.OpenInRoot(m.cfg.Root, source)
+		if err != nil {
+			return nil, fmt.Errorf("bind source: %w", err)
+		}
+		defer h.Close()
+		source = safefs.ProcPath(h)
+	}
 	fi, err := os.Stat(source)
 	if err != nil {
 		return nil, fmt.Errorf("bind source: %w", err)
 	}
-	created := false
-	if fi.IsDir() {
-		if created, err = mkdirAll(target, 0o755); err != nil {
-			return nil, err
-		}
-	} else if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return nil, fmt.Errorf("create parent of %s: %w", target, err)
-		}
-		f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("create bind target: %w", err)
-		}
-		f.Close()
-		created = true
-	}
-	cleanup := func() {
-		if created {
-			_ = os.Remove(target)
-		}
-	}
-	bindFlags := uintptr(unix.MS_BIND) | opts.Flags&unix.MS_REC
-	if err := m.cfg.Mounter.Mount(source, target, "", bindFlags, ""); err != nil {
-		cleanup()
-		return nil, fmt.Errorf("bind %s on %s: %w", source, target, err)
-	}
-	rest := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
-	if rest != 0 {
-		if err := m.cfg.Mounter.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|rest, ""); err != nil {
-			_ = m.unmount(target)
-			cleanup()
-			return nil, fmt.Errorf("remount bind %s with flags %#x: %w", target, rest, err)
-		}
-	}
-	if err := m.propagate(target, opts); err != nil {
-		_ = m.unmount(target)
-		cleanup()
+	mp, err := m.openMountPoint(key, fi.IsDir())
+	if err != nil {
 		return nil, err
 	}
-	return func() error {
-		if err := m.unmount(target); err != nil {
-			return err
+	defer mp.Close()
+	bindFlags := uintptr(unix.MS_BIND) | opts.Flags&unix.MS_REC
+	rest := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+	return m.mountOn(mp, func(target string) error {
+		if err := m.cfg.Mounter.Mount(source, target, "", bindFlags, ""); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", source, key, err)
 		}
-		cleanup()
 		return nil
-	}, nil
+	}, func(root string) error {
+		if rest != 0 {
+			if err := m.cfg.Mounter.Mount("", root, "", unix.MS_BIND|unix.MS_REMOUNT|rest, ""); err != nil {
+				return fmt.Errorf("remount bind %s with flags %#x: %w", key, rest, err)
+			}
+		}
+		return m.propagate(root, key, opts)
+	})
 }
 
-// mountOverlay creates upperdir and workdir (which must lie under Root)
-// and mounts the overlay.
+// relUnder returns p relative to root when p lies strictly below it.
+func relUnder(root, p string) (string, error) {
+	root, p = filepath.Clean(root), filepath.Clean(p)
+	rel, ok := strings.CutPrefix(p, root+"/")
+	if !ok || !filepath.IsAbs(p) {
+		return "", invalid("path %q is outside %s", short(p), root)
+	}
+	return rel, nil
+}
+
+// mountOverlay mounts an overlay whose lowerdir, upperdir and workdir
+// all lie under Root, as the mount point does. Each is resolved inside
+// Root (upperdir and workdir created) and handed to the kernel as a
+// /proc/self/fd path, so no symlink swapped in afterwards can point the
+// overlay outside.
 func (m *Manager) mountOverlay(r *request) (func() error, error) {
+	var handles []*os.File
+	defer func() {
+		for _, h := range handles {
+			h.Close()
+		}
+	}()
+	opts := r.opts.Without("lowerdir", "upperdir", "workdir")
+	lower, _ := r.opts.Value("lowerdir")
+	var lowers []string
+	for _, l := range strings.Split(lower, ":") {
+		if !filepath.IsAbs(l) {
+			return nil, invalid("overlay lowerdir %q is not absolute", short(l))
+		}
+		if _, err := relUnder(m.cfg.Root, l); err != nil {
+			return nil, fmt.Errorf("overlay lowerdir: %w", err)
+		}
+		h, err := safefs.OpenInRoot(m.cfg.Root, l)
+		if err == nil {
+			err = safefs.IsDir(h)
+			handles = append(handles, h)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("overlay lowerdir %s: %w", short(l), err)
+		}
+		lowers = append(lowers, safefs.ProcPath(h))
+	}
+	opts.Data = append(opts.Data, "lowerdir="+strings.Join(lowers, ":"))
 	for _, key := range []string{"upperdir", "workdir"} {
 		v, ok := r.opts.Value(key)
 		if !ok {
 			continue
 		}
-		_, dir, err := Confine(m.cfg.Root, v)
+		if _, err := relUnder(m.cfg.Root, v); err != nil {
+			return nil, fmt.Errorf("overlay %s: %w", key, err)
+		}
+		h, _, err := safefs.MkdirAllInRoot(m.cfg.Root, v, 0o755)
 		if err != nil {
 			return nil, fmt.Errorf("overlay %s: %w", key, err)
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("create overlay %s: %w", key, err)
-		}
-	}
-	lower, _ := r.opts.Value("lowerdir")
-	for _, l := range strings.Split(lower, ":") {
-		if !filepath.IsAbs(l) {
-			return nil, invalid("overlay lowerdir %q is not absolute", short(l))
-		}
+		handles = append(handles, h)
+		opts.Data = append(opts.Data, key+"="+safefs.ProcPath(h))
 	}
 	source := r.st.Source
 	if source == "" {
 		source = "overlay"
 	}
-	return m.mountFS(source, r.target, "overlay", r.opts, true)
+	return m.mountFS(source, r, "overlay", opts, nil)
 }
 
-// applyFSGroup gives group gid ownership of everything under root with
-// group read/write, as Kubernetes' fsGroup asks. With OnRootMismatch the
-// walk is skipped when the root already has the group and permissions.
+// applyFSGroup gives group gid ownership of everything under root, as
+// Kubernetes' fsGroup asks (and upstream's set_ownership does): files get
+// user and group read/write, directories also search and the setgid bit.
+// With OnRootMismatch nothing is walked when root already has the group
+// and those permissions. root may be a /proc/self/fd path: it is followed,
+// everything below is not (symlinks are left alone).
 func applyFSGroup(root string, fg *pb.FSGroup) error {
 	if fg == nil {
 		return nil
 	}
 	gid := int(fg.GetGroupId())
+	const fileMask, dirMask = 0o660, 0o770 | os.ModeSetgid
+	fi, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("fs_group: %w", err)
+	}
 	if fg.GetGroupChangePolicy() == typespb.FSGroupChangePolicy_OnRootMismatch {
-		var st unix.Stat_t
-		if err := unix.Stat(root, &st); err == nil && int(st.Gid) == gid && st.Mode&0o2070 == 0o2070 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Gid) == gid && fi.Mode()&dirMask == dirMask {
 			return nil
 		}
 	}
-	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("fs_group walk %s: %w", path, err)
-		}
-		if err := os.Lchown(path, -1, gid); err != nil {
+	fix := func(path string, mode os.FileMode, chown func() error) error {
+		if err := chown(); err != nil {
 			return fmt.Errorf("fs_group chown %s: %w", path, err)
 		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			return nil
+		want := mode | fileMask
+		if mode.IsDir() {
+			want = mode | dirMask
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		mode := info.Mode()
-		newMode := mode | 0o060
-		if mode&0o100 != 0 || d.IsDir() {
-			newMode |= 0o010
-		}
-		if d.IsDir() {
-			newMode |= os.ModeSetgid
-		}
-		if newMode != mode {
-			if err := os.Chmod(path, newMode); err != nil {
+		if want != mode {
+			if err := os.Chmod(path, want); err != nil {
 				return fmt.Errorf("fs_group chmod %s: %w", path, err)
 			}
 		}
 		return nil
-	})
+	}
+	if err := fix(root, fi.Mode(), func() error { return os.Chown(root, -1, gid) }); err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return nil
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("fs_group: %w", err)
+	}
+	for _, e := range entries {
+		err := filepath.WalkDir(root+"/"+e.Name(), func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return fmt.Errorf("fs_group walk %s: %w", path, err)
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				return nil // never change the file a link points to
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			return fix(path, info.Mode(), func() error { return os.Lchown(path, -1, gid) })
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UpdateEphemeral applies new options (a resized sizeLimit) to mounted
@@ -410,7 +461,7 @@ func (m *Manager) UpdateEphemeral(storages []*pb.Storage) error {
 		if st.Fstype != "tmpfs" {
 			return invalid("storage %d: only tmpfs ephemeral storages can be updated, not %q", i, short(st.Fstype))
 		}
-		key, target, err := Confine(m.cfg.Root, st.MountPoint)
+		key, _, err := Confine(m.cfg.Root, st.MountPoint)
 		if err != nil {
 			return fmt.Errorf("storage %d: %w", i, err)
 		}
@@ -418,12 +469,31 @@ func (m *Manager) UpdateEphemeral(storages []*pb.Storage) error {
 		if err != nil {
 			return fmt.Errorf("storage %d: %w", i, err)
 		}
-		if mounted, err := m.cfg.IsMounted(target); err != nil || !mounted {
-			return fmt.Errorf("storage %d: %s is not mounted: %w", i, key, errdefs.ErrNotFound)
+		opts = opts.Without(fsGIDKey) // set at mount time; tmpfs refuses it
+		if err := m.remount(key, st.Source, opts); err != nil {
+			return fmt.Errorf("storage %d: %w", i, err)
 		}
-		if err := m.cfg.Mounter.Mount(st.Source, target, "tmpfs", opts.Flags|unix.MS_REMOUNT, opts.DataString()); err != nil {
-			return fmt.Errorf("remount %s with %q: %w", key, opts.DataString(), err)
+	}
+	return nil
+}
+
+// remount applies opts to the tmpfs mounted at key, through a handle
+// that must be the root of a mount.
+func (m *Manager) remount(key, source string, opts MountOptions) error {
+	h, err := safefs.OpenInRoot(m.cfg.Root, key)
+	if err != nil {
+		return fmt.Errorf("%s is not mounted: %v: %w", key, err, errdefs.ErrNotFound)
+	}
+	defer h.Close()
+	if m.verifyMounts {
+		if _, root, err := safefs.MountID(h); err != nil || !root {
+			return fmt.Errorf("%s is not mounted: %w", key, errdefs.ErrNotFound)
 		}
+	} else if mounted, err := m.cfg.IsMounted(key); err != nil || !mounted {
+		return fmt.Errorf("%s is not mounted: %w", key, errdefs.ErrNotFound)
+	}
+	if err := m.cfg.Mounter.Mount(source, safefs.ProcPath(h), "tmpfs", opts.Flags|unix.MS_REMOUNT, opts.DataString()); err != nil {
+		return fmt.Errorf("remount %s with %q: %w", key, opts.DataString(), err)
 	}
 	return nil
 }

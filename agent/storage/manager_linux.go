@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,11 +17,12 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
 // DefaultRoot is the only tree the runtime may mount under in the guest.
-const DefaultRoot = "/run/kata-containers"
+const DefaultRoot = guestpath.KataRoot
 
 // Driver names as the runtime sends them in Storage.driver.
 const (
@@ -103,6 +105,10 @@ type Manager struct {
 
 	watchOnce sync.Once
 	watch     *watcher
+
+	// verifyMounts checks, with the real mounter, that what a mount point
+	// leads to after mounting (and before unmounting) is our mount.
+	verifyMounts bool
 }
 
 // New returns a Manager.
@@ -114,6 +120,7 @@ func New(cfg Config) *Manager {
 	if cfg.Mounter == nil {
 		cfg.Mounter = SysMounter{}
 	}
+	_, sysMounter := cfg.Mounter.(SysMounter)
 	if cfg.SysfsRoot == "" {
 		cfg.SysfsRoot = "/sys"
 	}
@@ -127,7 +134,7 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, points: map[string]*mount{}}
+	return &Manager{cfg: cfg, log: log, points: map[string]*mount{}, verifyMounts: sysMounter}
 }
 
 // Drivers lists the storage drivers this manager handles (for
@@ -144,6 +151,7 @@ type request struct {
 	target string // mount point with symlinks resolved inside Root
 	opts   MountOptions
 	device string // resolved device node for block drivers
+	fsGID  int    // the fsgid option of ephemeral and local storages, -1 without
 }
 
 // Mount mounts storages for owner. Every storage is validated before
@@ -297,7 +305,16 @@ func (m *Manager) validate(st *pb.Storage) (*request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s storage at %s: %w", st.Driver, key, err)
 	}
-	r := &request{st: st, key: key, target: target, opts: opts}
+	r := &request{st: st, key: key, target: target, opts: opts, fsGID: -1}
+	switch st.Driver {
+	case DriverEphemeral, DriverLocal:
+		if r.fsGID, err = fsGIDOption(opts); err != nil {
+			return nil, fmt.Errorf("%s storage at %s: %w", st.Driver, key, err)
+		}
+		// Not a mount option (tmpfs refuses it): the mount point gets
+		// the group once mounted.
+		r.opts = opts.Without(fsGIDKey)
+	}
 	switch st.Driver {
 	case DriverVirtioFS, Driver9p:
 		if st.Source == "" {
@@ -321,11 +338,41 @@ func (m *Manager) validate(st *pb.Storage) (*request, error) {
 			return nil, invalid("%s storage at %s: empty fstype", st.Driver, key)
 		}
 	case DriverOverlayFS:
-		if _, ok := opts.Value("lowerdir"); !ok {
+		lower, ok := opts.Value("lowerdir")
+		if !ok {
 			return nil, invalid("overlayfs storage at %s: no lowerdir option", key)
+		}
+		// Every layer lies under Root, like the mount point.
+		for _, l := range strings.Split(lower, ":") {
+			if _, err := relUnder(m.cfg.Root, l); err != nil {
+				return nil, fmt.Errorf("overlayfs storage at %s: lowerdir: %w", key, err)
+			}
+		}
+		for _, k := range []string{"upperdir", "workdir"} {
+			if v, ok := opts.Value(k); ok {
+				if _, err := relUnder(m.cfg.Root, v); err != nil {
+					return nil, fmt.Errorf("overlayfs storage at %s: %s: %w", key, k, err)
+				}
+			}
 		}
 	}
 	return r, nil
+}
+
+// fsGIDKey is the option the runtime adds for a pod's fsGroup.
+const fsGIDKey = "fsgid"
+
+// fsGIDOption returns the fsgid option's group id, -1 when absent.
+func fsGIDOption(opts MountOptions) (int, error) {
+	v, ok := opts.Value(fsGIDKey)
+	if !ok {
+		return -1, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return -1, invalid("fsgid %q is not a group id", short(v))
+	}
+	return int(n), nil
 }
 
 func (m *Manager) resolveDevice(ctx context.Context, r *request) error {

@@ -25,7 +25,18 @@ type fakeMounter struct {
 
 func newFakeMounter() *fakeMounter { return &fakeMounter{mounted: map[string]string{}} }
 
+// resolved names what a /proc/self/fd path leads to, as the kernel would.
+func resolved(p string) string {
+	if strings.HasPrefix(p, "/proc/self/fd/") {
+		if r, err := os.Readlink(p); err == nil {
+			return r
+		}
+	}
+	return p
+}
+
 func (f *fakeMounter) Mount(source, target, fstype string, flags uintptr, data string) error {
+	source, target = resolved(source), resolved(target)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "mount "+fstype+" "+source+" "+target+" "+data)
@@ -39,6 +50,7 @@ func (f *fakeMounter) Mount(source, target, fstype string, flags uintptr, data s
 }
 
 func (f *fakeMounter) Unmount(target string, flags int) error {
+	target = resolved(target)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "umount "+target)
@@ -237,5 +249,20 @@ func TestHugepagesPool(t *testing.T) {
 	bad := &pb.Storage{Driver: "ephemeral", Fstype: "hugetlbfs", Options: []string{"pagesize=1G", "size=1G"}, MountPoint: root + "/hp2"}
 	if err := m.Mount(context.Background(), "c1", []*pb.Storage{bad}); err == nil {
 		t.Fatal("unsupported page size accepted")
+	}
+}
+
+// In a fresh guest /run/kata-containers does not exist before the first
+// storage: the root is made on demand.
+func TestMountCreatesMissingRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "run/kata-containers")
+	fm := newFakeMounter()
+	m := New(Config{Root: root, Mounter: fm, IsMounted: fm.isMounted})
+	share := &pb.Storage{Driver: "virtio-fs", Source: "kataShared", Fstype: "virtiofs", MountPoint: root + "/shared/containers/"}
+	if err := m.Mount(context.Background(), "sandbox", []*pb.Storage{share}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fm.isMounted(root + "/shared/containers"); !ok {
+		t.Fatalf("share not mounted: %v", fm.calls)
 	}
 }

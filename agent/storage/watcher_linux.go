@@ -11,6 +11,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
+	"github.com/sandbox-guest/sandbox-guest/agent/safefs"
 )
 
 // Limits of a watchable-bind storage, as in the upstream agent: past
@@ -18,7 +21,6 @@ import (
 const (
 	MaxWatchedEntries = 16
 	MaxWatchedBytes   = 1 << 20
-	watchableSubdir   = "shared/containers/watchable"
 )
 
 var errTooBig = errors.New("too large to watch")
@@ -63,12 +65,14 @@ func (m *Manager) mountWatchable(r *request) (func() error, error) {
 	}
 	if err := w.sync(); err != nil {
 		if !errors.Is(err, errTooBig) {
-			_ = os.RemoveAll(r.target)
+			_ = safefs.RemoveTree(r.target)
 			return nil, err
 		}
 		m.log.Info("watchable storage too large to copy; bind-mounting it", "source", w.source, "reason", err)
-		_ = os.RemoveAll(r.target)
-		return m.mountBind(r.st.Source, r.target, r.opts)
+		if err := safefs.RemoveTree(r.target); err != nil {
+			return nil, err
+		}
+		return m.mountBind(r.st.Source, r.key, r.opts)
 	}
 	wt := m.watcher()
 	wt.add(w)
@@ -82,14 +86,14 @@ func (m *Manager) mountWatchable(r *request) (func() error, error) {
 				return err
 			}
 		}
-		return os.RemoveAll(w.target)
+		return safefs.RemoveTree(w.target)
 	}, nil
 }
 
 // ensureWatchTmpfs backs the watchable tree with a tmpfs when target lies
 // in it: that tree sits inside the (possibly read-only) shared directory.
 func (m *Manager) ensureWatchTmpfs(target string) error {
-	dir := filepath.Join(m.cfg.Root, watchableSubdir)
+	dir := filepath.Join(m.cfg.Root, strings.TrimPrefix(guestpath.WatchableDir, guestpath.KataRoot))
 	rel, err := filepath.Rel(dir, target)
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
 		return nil
@@ -104,10 +108,13 @@ func (m *Manager) ensureWatchTmpfs(target string) error {
 		wt.tmpfsSet = true
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+	// dir lies in the host-writable share: mount through a handle.
+	mp, err := m.openMountPoint(dir, true)
+	if err != nil {
+		return err
 	}
-	if err := m.cfg.Mounter.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755"); err != nil {
+	defer mp.Close()
+	if err := m.cfg.Mounter.Mount("tmpfs", safefs.ProcPath(mp.under), "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("mount tmpfs for watchable storages on %s: %w", dir, err)
 	}
 	wt.tmpfsSet = true
@@ -187,14 +194,14 @@ func (wt *watcher) poll() {
 func clearDir(dir string) error {
 	fi, err := os.Lstat(dir)
 	if err != nil || !fi.IsDir() {
-		return os.RemoveAll(dir)
+		return safefs.RemoveTree(dir)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		if err := safefs.RemoveTree(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
 	}
@@ -249,7 +256,7 @@ func (w *watched) sync() error {
 	}
 	for rel := range w.seen {
 		if !present[rel] {
-			_ = os.RemoveAll(filepath.Join(w.target, rel))
+			_ = safefs.RemoveTree(filepath.Join(w.target, rel))
 			delete(w.seen, rel)
 		}
 	}
