@@ -338,7 +338,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 	}
 	if err := pidns.confirm(req.ID); err != nil {
 		_ = c.Destroy(context.WithoutCancel(ctx))
-		_ = os.RemoveAll(bundle)
+		_ = removeBundle(bundle)
 		return err
 	}
 	s.rememberTerminationLog(req.ID, spec)
