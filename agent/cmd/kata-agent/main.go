@@ -130,8 +130,7 @@ func run() int {
 		// Not on a development host: the host's CPUs and memory are not ours.
 		defer followHotplug(uevents, onliner, log)()
 	}
-	var srv *server.Server
-	srv, err = server.New(server.Options{
+	srv, err := server.New(server.Options{
 		Log:     log,
 		Storage: storages,
 		Network: nw,
@@ -146,12 +145,9 @@ func run() int {
 			FIPS:            fipsStatus.Agent,
 		},
 		Sandbox: sb,
-		AfterDestroySandbox: func() {
-			if isInit {
-				// Serve returns once the reply went out; main then powers off.
-				_ = srv.Shutdown(context.Background())
-			}
-		},
+		// Serve returns once the host has the DestroySandbox reply; PID 1
+		// then powers off.
+		StopAfterDestroy: isInit,
 	})
 	if err != nil {
 		log.Error("create server", "error", err)
