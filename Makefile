@@ -37,8 +37,17 @@ agentctl:
 # QEMU end-to-end suite (mk/e2e.mk adds it).
 test: unit
 
+# The agent's packages, the protocol clients and the host-integration tests
+# (which run the agent in-process) run under the race detector: the agent
+# serves many concurrent calls as PID 1, and a data race there can take the
+# whole sandbox down. The rest of the tree runs without it (the hvsock
+# backend has its own -race run in mk/hvsock.mk).
+RACE_PKGS = $(shell $(GO) list -tags '$(AGENT_TAGS)' ./agent/... ./protocols/... ./tests/integration/...)
+OTHER_PKGS = $(filter-out $(RACE_PKGS),$(shell $(GO) list -tags '$(AGENT_TAGS)' ./...))
+
 unit: build
-	CGO_ENABLED=1 $(GO) test -count=1 -p 1 -tags '$(AGENT_TAGS)' -timeout 30m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -tags '$(AGENT_TAGS)' -timeout 40m $(RACE_PKGS)
+	CGO_ENABLED=1 $(GO) test -count=1 -p 1 -tags '$(AGENT_TAGS)' -timeout 30m $(OTHER_PKGS)
 
 lint:
 	$(GO) vet ./...

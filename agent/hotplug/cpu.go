@@ -120,8 +120,7 @@ func (o *Onliner) offlineCPUs() ([]int, error) {
 	return off, nil
 }
 
-// onlineOfflineCPUs onlines every offline CPU and records each as onlined
-// on "add", so a later OnlineCPUMem counts it.
+// onlineOfflineCPUs onlines every offline CPU.
 func (o *Onliner) onlineOfflineCPUs() ([]int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -138,66 +137,64 @@ func (o *Onliner) onlineOfflineCPUs() ([]int, error) {
 			continue
 		}
 		if changed {
-			o.cpuClaims[c] = true
 			done = append(done, c)
 		}
 	}
 	return done, errors.Join(errs...)
 }
 
-// onlineCPUs onlines n CPUs and waits until /sys/devices/system/cpu/online
-// lists them. Hot-plugged CPUs may appear in sysfs after the RPC arrives,
-// hence the bounded retry.
-func (o *Onliner) onlineCPUs(ctx context.Context, n int) error {
-	if err := o.checkCPUCapacity(n); err != nil {
+// onlineList reads the kernel's list of online CPUs.
+func (o *Onliner) onlineList() ([]int, string, error) {
+	list, err := readAttr(filepath.Join(o.cpuDir(), "online"))
+	if err != nil {
+		return nil, "", fmt.Errorf("read online CPU list: %w", err)
+	}
+	online, err := ParseCPUList(list)
+	if err != nil {
+		return nil, list, err
+	}
+	return online, list, nil
+}
+
+// onlineCPUs brings the guest to total online CPUs. total is what the
+// runtime sends after hot-adding vCPUs: the sandbox's new vCPU count, boot
+// CPU included, as the kernel's online list counts them. Nothing is done
+// when that many are online already (CPUs onlined on "add", or by the
+// hypervisor); otherwise the missing number of offline CPUs is onlined and
+// the call waits until the online list shows the total. Hot-plugged CPUs
+// may appear in sysfs after the RPC arrives, hence the bounded retry.
+func (o *Onliner) onlineCPUs(ctx context.Context, total int) error {
+	if online, _, err := o.onlineList(); err == nil && len(online) >= total {
+		return nil
+	}
+	if err := o.checkCPUCapacity(total); err != nil {
 		return err
 	}
 	deadline := o.clock.Now().Add(o.timeout)
-	counted := map[int]bool{}
-	giveBack := func() {
-		// A failed request leaves what it counted to a retry of it.
-		o.mu.Lock()
-		for c := range counted {
-			o.cpuClaims[c] = true
-		}
-		o.mu.Unlock()
-	}
 	for {
-		lastErr := o.onlineCPUPass(n, counted)
-		if len(counted) == n {
-			onlineList, err := readAttr(filepath.Join(o.cpuDir(), "online"))
-			if err != nil {
-				lastErr = fmt.Errorf("read online CPU list: %w", err)
-			} else if online, err := ParseCPUList(onlineList); err != nil {
-				lastErr = err
-			} else {
-				missing := missingFrom(counted, online)
-				if len(missing) == 0 {
-					return nil
-				}
-				lastErr = fmt.Errorf("cpu online list %q lacks CPUs %v", onlineList, missing)
-			}
+		lastErr := o.onlineCPUPass(total)
+		online, list, err := o.onlineList()
+		switch {
+		case err != nil:
+			lastErr = err
+		case len(online) >= total:
+			return nil
+		case lastErr == nil:
+			lastErr = fmt.Errorf("online CPU list %q has %d", list, len(online))
 		}
 		if !o.clock.Now().Before(deadline) {
-			giveBack()
-			msg := fmt.Sprintf("online %d CPUs: %d came online within %s", n, len(counted), o.timeout)
-			if lastErr != nil {
-				return fmt.Errorf("%s: %w: %w", msg, lastErr, context.DeadlineExceeded)
-			}
-			return fmt.Errorf("%s: %w", msg, context.DeadlineExceeded)
+			return fmt.Errorf("online CPUs up to a total of %d: not reached within %s: %w: %w", total, o.timeout, lastErr, context.DeadlineExceeded)
 		}
 		if err := o.clock.Sleep(ctx, retryInterval); err != nil {
-			giveBack()
-			return fmt.Errorf("online %d CPUs: %d came online before: %w", n, len(counted), err)
+			return fmt.Errorf("online CPUs up to a total of %d: %w (last: %w)", total, err, lastErr)
 		}
 	}
 }
 
-// checkCPUCapacity refuses at once a request no hot-plug can satisfy: CPUs
-// only ever come from the possible set, so at most the possible CPUs not
-// yet online, plus those onlined on "add" and not yet counted, can be
-// onlined for it. Waiting out the timeout would only delay the error.
-func (o *Onliner) checkCPUCapacity(n int) error {
+// checkCPUCapacity refuses at once a total no hot-plug can reach: CPUs only
+// ever come from the possible set. Waiting out the timeout would only delay
+// the error.
+func (o *Onliner) checkCPUCapacity(total int) error {
 	possibleList, err := readAttr(filepath.Join(o.cpuDir(), "possible"))
 	if err != nil {
 		return nil // cannot tell; the bounded wait decides
@@ -206,76 +203,50 @@ func (o *Onliner) checkCPUCapacity(n int) error {
 	if err != nil {
 		return nil
 	}
-	if n > len(possible) {
-		return fmt.Errorf("online %d CPUs: the guest can have at most %d: %w", n, len(possible), errdefs.ErrInvalidArgument)
-	}
-	onlineList, err := readAttr(filepath.Join(o.cpuDir(), "online"))
-	if err != nil {
-		return nil
-	}
-	online, err := ParseCPUList(onlineList)
-	if err != nil {
-		return nil
-	}
-	o.mu.Lock()
-	claimed := len(o.cpuClaims)
-	o.mu.Unlock()
-	notOnline := 0
-	for _, c := range possible {
-		if !slices.Contains(online, c) {
-			notOnline++
-		}
-	}
-	if n > notOnline+claimed {
-		return fmt.Errorf("online %d CPUs: only %d of the guest's possible CPUs (%s) are not online yet (online %s): %w",
-			n, notOnline+claimed, possibleList, onlineList, errdefs.ErrInvalidArgument)
+	if total > len(possible) {
+		return fmt.Errorf("online CPUs up to a total of %d: the guest can have at most %d (possible %s): %w",
+			total, len(possible), possibleList, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
 
-// onlineCPUPass counts CPUs onlined on "add" first, then onlines offline
-// CPUs until n are counted. It returns the last error met, if any.
-func (o *Onliner) onlineCPUPass(n int, counted map[int]bool) error {
+// onlineCPUPass onlines as many offline CPUs as the total still lacks. A CPU
+// whose online file already reads 1 but that the kernel does not list yet
+// counts as online, so a lagging list never makes a retry online one CPU
+// too many. It returns the last error met, if any.
+func (o *Onliner) onlineCPUPass(total int) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for c := range o.cpuClaims {
-		if len(counted) >= n {
-			break
-		}
-		counted[c] = true
-		delete(o.cpuClaims, c)
-	}
-	if len(counted) >= n {
-		return nil
-	}
-	off, err := o.offlineCPUs()
+	online, _, err := o.onlineList()
 	if err != nil {
 		return err
 	}
+	cpus, err := numbered(o.cpuDir(), "cpu")
+	if err != nil {
+		return fmt.Errorf("list CPUs: %w", err)
+	}
+	up := len(online)
+	var off []int
+	for _, c := range cpus {
+		st, err := readAttr(filepath.Join(o.cpuDir(), fmt.Sprintf("cpu%d", c), "online"))
+		switch {
+		case err != nil:
+		case st == "0":
+			off = append(off, c)
+		case st == "1" && !slices.Contains(online, c):
+			up++
+		}
+	}
 	var lastErr error
 	for _, c := range off {
-		if len(counted) >= n {
+		if up >= total {
 			break
-		}
-		if counted[c] {
-			continue
 		}
 		if _, err := o.onlineCPU(c); err != nil {
 			lastErr = err
 			continue
 		}
-		counted[c] = true
+		up++
 	}
 	return lastErr
-}
-
-func missingFrom(want map[int]bool, have []int) []int {
-	var missing []int
-	for c := range want {
-		if !slices.Contains(have, c) {
-			missing = append(missing, c)
-		}
-	}
-	slices.Sort(missing)
-	return missing
 }

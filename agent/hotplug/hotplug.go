@@ -89,15 +89,14 @@ type Options struct {
 // Onliner onlines hot-plugged CPUs and memory. It is safe for concurrent
 // use: uevent-driven onlining and RPCs may run at the same time.
 type Onliner struct {
-	sysfs     string
-	memType   config.MemoryOnlineType
-	cpuOnAdd  bool
-	timeout   time.Duration
-	cpusets   CpusetUpdater
-	clock     Clock
-	log       *slog.Logger
-	mu        sync.Mutex
-	cpuClaims map[int]bool // CPUs onlined on "add" that no OnlineCPUMem has counted yet
+	sysfs    string
+	memType  config.MemoryOnlineType
+	cpuOnAdd bool
+	timeout  time.Duration
+	cpusets  CpusetUpdater
+	clock    Clock
+	log      *slog.Logger
+	mu       sync.Mutex // serialises sysfs CPU and memory onlining
 
 	sweepDelay time.Duration
 	sweepMu    sync.Mutex
@@ -107,14 +106,13 @@ type Onliner struct {
 // New returns an Onliner. It touches nothing until used.
 func New(opts Options) (*Onliner, error) {
 	o := &Onliner{
-		sysfs:     opts.SysfsRoot,
-		memType:   opts.MemoryOnline,
-		cpuOnAdd:  opts.OnlineCPUOnAdd,
-		timeout:   opts.Timeout,
-		cpusets:   opts.Cpusets,
-		clock:     opts.Clock,
-		log:       opts.Log,
-		cpuClaims: map[int]bool{},
+		sysfs:    opts.SysfsRoot,
+		memType:  opts.MemoryOnline,
+		cpuOnAdd: opts.OnlineCPUOnAdd,
+		timeout:  opts.Timeout,
+		cpusets:  opts.Cpusets,
+		clock:    opts.Clock,
+		log:      opts.Log,
 
 		sweepDelay: sweepDelay,
 	}
@@ -182,11 +180,12 @@ func writeAttr(path, value string) error {
 	return nil
 }
 
-// OnlineCPUMem onlines nbCPUs hot-plugged CPUs (waiting, bounded by the
-// timeout, until the kernel lists them online), then every offline memory
-// block unless cpuOnly, then widens the containers' cpusets when CPUs were
-// asked for. CPUs already onlined by an "add" uevent count toward nbCPUs, so
-// the call is idempotent with uevent-driven onlining.
+// OnlineCPUMem brings the guest to nbCPUs online CPUs in total (boot CPU
+// included; 0 asks for no CPU work), waiting, bounded by the timeout, until
+// the kernel lists them online; then onlines every offline memory block
+// unless cpuOnly; then widens the containers' cpusets when CPUs were asked
+// for. CPUs already online, whoever onlined them, count toward the total, so
+// the call is idempotent and agrees with uevent-driven onlining.
 func (o *Onliner) OnlineCPUMem(ctx context.Context, nbCPUs uint32, cpuOnly bool) error {
 	if nbCPUs > 0 {
 		if err := o.onlineCPUs(ctx, int(nbCPUs)); err != nil {

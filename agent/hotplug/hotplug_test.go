@@ -256,7 +256,8 @@ func TestOnlineCPUsWaitsForOnlineList(t *testing.T) {
 	sets := &recordingCpusets{}
 	o := newOnliner(t, fs, clk, func(o *Options) { o.Cpusets = sets })
 
-	if err := o.OnlineCPUMem(context.Background(), 2, true); err != nil {
+	// Two vCPUs were hot-added to a sandbox of two: the runtime sends 4.
+	if err := o.OnlineCPUMem(context.Background(), 4, true); err != nil {
 		t.Fatal(err)
 	}
 	if clk.sleeps != 1 {
@@ -272,18 +273,70 @@ func TestOnlineCPUsWaitsForOnlineList(t *testing.T) {
 	}
 }
 
+// The runtime's nb_cpus is the sandbox's new vCPU total, boot CPU included:
+// with one of two CPUs online, 2 means "online the other one".
+func TestOnlineCPUsTotalOnlinesTheDifference(t *testing.T) {
+	fs := newFakeSysfs(t)
+	fs.cpu(0, "")
+	fs.cpu(1, "0")
+	fs.write("devices/system/cpu/online", "0\n")
+	fs.write("devices/system/cpu/possible", "0-1\n")
+	clk := &fakeClock{}
+	clk.onSleep = func(int) { fs.syncCPUOnline() }
+	o := newOnliner(t, fs, clk, nil)
+	if err := o.OnlineCPUMem(context.Background(), 2, true); err != nil {
+		t.Fatalf("nb_cpus=2 with one of two CPUs online: %v", err)
+	}
+	if got := fs.read("devices/system/cpu/cpu1/online"); got != "1" {
+		t.Errorf("cpu1 online = %q", got)
+	}
+}
+
+// A total that is already online (CPUs onlined on "add", by the hypervisor,
+// or a sandbox that shrank) returns at once and touches nothing.
+func TestOnlineCPUsTotalAlreadyOnline(t *testing.T) {
+	for _, total := range []uint32{1, 2} {
+		fs := newFakeSysfs(t)
+		fs.cpu(0, "")
+		fs.cpu(1, "1")
+		fs.cpu(2, "0")
+		fs.write("devices/system/cpu/online", "0-1\n")
+		fs.write("devices/system/cpu/possible", "0-1\n") // cpu2 could not be onlined anyway
+		clk := &fakeClock{}
+		sets := &recordingCpusets{}
+		o := newOnliner(t, fs, clk, func(o *Options) { o.Cpusets = sets })
+		if err := o.OnlineCPUMem(context.Background(), total, true); err != nil {
+			t.Fatalf("total %d with 2 online: %v", total, err)
+		}
+		if clk.sleeps != 0 {
+			t.Errorf("total %d: slept %d times", total, clk.sleeps)
+		}
+		if got := fs.read("devices/system/cpu/cpu2/online"); got != "0\n" {
+			t.Errorf("total %d: cpu2 onlined: %q", total, got)
+		}
+		if !reflect.DeepEqual(sets.calls, []string{"0-1"}) {
+			t.Errorf("total %d: cpuset updates = %q", total, sets.calls)
+		}
+	}
+}
+
 func TestOnlineCPUsNonContiguousRange(t *testing.T) {
 	fs := newFakeSysfs(t)
 	fs.cpu(0, "1")
 	fs.cpu(1, "1")
 	fs.cpu(4, "0")
-	fs.write("devices/system/cpu/online", "0-1,4\n") // as the kernel shows it once cpu4 is up
-	o := newOnliner(t, fs, &fakeClock{}, nil)
-	if err := o.OnlineCPUMem(context.Background(), 1, true); err != nil {
+	fs.write("devices/system/cpu/online", "0-1\n")
+	clk := &fakeClock{}
+	clk.onSleep = func(int) { fs.syncCPUOnline() }
+	o := newOnliner(t, fs, clk, nil)
+	if err := o.OnlineCPUMem(context.Background(), 3, true); err != nil {
 		t.Fatal(err)
 	}
 	if got := fs.read("devices/system/cpu/cpu4/online"); got != "1" {
 		t.Errorf("cpu4 online = %q", got)
+	}
+	if got := fs.read("devices/system/cpu/online"); got != "0,1,4\n" {
+		t.Errorf("online list = %q", got)
 	}
 }
 
@@ -299,7 +352,7 @@ func TestOnlineCPUsThatAppearLate(t *testing.T) {
 		fs.syncCPUOnline()
 	}
 	o := newOnliner(t, fs, clk, nil)
-	if err := o.OnlineCPUMem(context.Background(), 1, true); err != nil {
+	if err := o.OnlineCPUMem(context.Background(), 2, true); err != nil {
 		t.Fatal(err)
 	}
 	if got := fs.read("devices/system/cpu/cpu5/online"); got != "1" {
@@ -316,9 +369,9 @@ func TestOnlineCPUsTimesOut(t *testing.T) {
 	fs.write("devices/system/cpu/online", "0\n")
 	clk := &fakeClock{}
 	o := newOnliner(t, fs, clk, nil)
-	err := o.OnlineCPUMem(context.Background(), 1, true)
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "0 came online within 1s") {
-		t.Fatalf("got %v, want a deadline error counting 0 CPUs", err)
+	err := o.OnlineCPUMem(context.Background(), 2, true)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `total of 2: not reached within 1s: online CPU list "0" has 1`) {
+		t.Fatalf("got %v, want a deadline error counting 1 of 2 CPUs", err)
 	}
 	if want := int(time.Second / retryInterval); clk.sleeps != want {
 		t.Errorf("slept %d times, want %d", clk.sleeps, want)
@@ -329,15 +382,21 @@ func TestOnlineCPUsCPUWrittenButNotListed(t *testing.T) {
 	fs := newFakeSysfs(t)
 	fs.cpu(0, "")
 	fs.cpu(1, "0")
+	fs.cpu(2, "0")
 	fs.write("devices/system/cpu/online", "0\n") // the kernel never lists cpu1
 	o := newOnliner(t, fs, &fakeClock{}, nil)
-	err := o.OnlineCPUMem(context.Background(), 1, true)
-	if err == nil || !strings.Contains(err.Error(), `lacks CPUs [1]`) {
-		t.Fatalf("got %v, want an error naming cpu 1", err)
+	err := o.OnlineCPUMem(context.Background(), 2, true)
+	if err == nil || !strings.Contains(err.Error(), `online CPU list "0" has 1`) {
+		t.Fatalf("got %v, want an error naming the online list", err)
 	}
-	// A retry of the request counts the CPU it already onlined.
+	// Every retry counted cpu1, written but not listed, as on its way: the
+	// lagging list never made one CPU too many come online.
+	if got := fs.read("devices/system/cpu/cpu2/online"); got != "0\n" {
+		t.Errorf("cpu2 onlined while cpu1 was still on its way: %q", got)
+	}
+	// A retry of the request finds the total reached.
 	fs.syncCPUOnline()
-	if err := o.OnlineCPUMem(context.Background(), 1, true); err != nil {
+	if err := o.OnlineCPUMem(context.Background(), 2, true); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 }
@@ -345,14 +404,17 @@ func TestOnlineCPUsCPUWrittenButNotListed(t *testing.T) {
 func TestOnlineCPUsRejectsMoreThanPossible(t *testing.T) {
 	fs := newFakeSysfs(t)
 	fs.write("devices/system/cpu/possible", "0-3\n")
+	fs.write("devices/system/cpu/online", "0\n")
 	o := newOnliner(t, fs, &fakeClock{}, nil)
-	err := o.OnlineCPUMem(context.Background(), 4000000000, true)
-	if !errdefs.IsInvalidArgument(err) {
-		t.Fatalf("got %v, want InvalidArgument", err)
+	for _, total := range []uint32{5, 4000000000} {
+		err := o.OnlineCPUMem(context.Background(), total, true)
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "at most 4 (possible 0-3)") {
+			t.Fatalf("total %d: got %v, want InvalidArgument naming the possible CPUs", total, err)
+		}
 	}
 }
 
-func TestOnlineCPUsRefusesAtOnceWhenEveryPossibleCPUIsOnline(t *testing.T) {
+func TestOnlineCPUsRefusesAtOnceBeyondPossible(t *testing.T) {
 	fs := newFakeSysfs(t)
 	fs.cpu(0, "")
 	fs.cpu(1, "1")
@@ -360,16 +422,16 @@ func TestOnlineCPUsRefusesAtOnceWhenEveryPossibleCPUIsOnline(t *testing.T) {
 	fs.write("devices/system/cpu/online", "0-1\n")
 	clk := &fakeClock{}
 	o := newOnliner(t, fs, clk, nil)
-	err := o.OnlineCPUMem(context.Background(), 1, true)
-	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "only 0 of the guest's possible CPUs (0-1)") {
-		t.Fatalf("got %v, want InvalidArgument naming the possible CPUs", err)
+	err := o.OnlineCPUMem(context.Background(), 3, true)
+	if !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("got %v, want InvalidArgument", err)
 	}
 	if clk.sleeps != 0 {
 		t.Errorf("waited %d times for CPUs that cannot come", clk.sleeps)
 	}
 	// A possible CPU that is not present yet still leaves room to wait.
 	fs.write("devices/system/cpu/possible", "0-2\n")
-	if err := o.OnlineCPUMem(context.Background(), 1, true); !errors.Is(err, context.DeadlineExceeded) {
+	if err := o.OnlineCPUMem(context.Background(), 3, true); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("with a free possible slot: got %v, want the bounded wait to expire", err)
 	}
 }
@@ -380,7 +442,7 @@ func TestOnlineCPUsCanceled(t *testing.T) {
 	o := newOnliner(t, fs, &fakeClock{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := o.OnlineCPUMem(ctx, 1, true); !errors.Is(err, context.Canceled) {
+	if err := o.OnlineCPUMem(ctx, 2, true); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
@@ -437,27 +499,27 @@ func TestCPUUeventCountsTowardOnlineCPUMem(t *testing.T) {
 
 	clk := &fakeClock{}
 	o := newOnliner(t, fs, clk, func(o *Options) { o.OnlineCPUOnAdd = true })
-	if !o.WantsUevent("add", "cpu") {
-		t.Error("WantsUevent(add, cpu) false with OnlineCPUOnAdd")
+	if !o.WantsUevent("add", "cpu") || o.WantsUevent("remove", "cpu") {
+		t.Error("WantsUevent(cpu) filter wrong with OnlineCPUOnAdd")
 	}
 	o.HandleUevent("add", "cpu", "/devices/system/cpu/cpu1")
 	if got := fs.read("devices/system/cpu/cpu1/online"); got != "1" {
 		t.Fatalf("cpu1 online = %q", got)
 	}
 	fs.syncCPUOnline()
-	// The runtime asks for the CPU it hot-plugged: already online, counted.
-	if err := o.OnlineCPUMem(context.Background(), 1, true); err != nil {
+	// The runtime sends the new total, 2: already online, nothing to do.
+	if err := o.OnlineCPUMem(context.Background(), 2, true); err != nil {
 		t.Fatal(err)
 	}
 	if clk.sleeps != 0 {
 		t.Errorf("slept %d times", clk.sleeps)
 	}
 	if got := fs.read("devices/system/cpu/cpu2/online"); got != "0\n" {
-		t.Errorf("cpu2 onlined although only one CPU was asked for: %q", got)
+		t.Errorf("cpu2 onlined although the total was reached: %q", got)
 	}
-	// Counted once only: the next request onlines cpu2.
+	// The next hot-add makes the total 3: cpu2 comes online.
 	clk.onSleep = func(int) { fs.syncCPUOnline() }
-	if err := o.OnlineCPUMem(context.Background(), 1, true); err != nil {
+	if err := o.OnlineCPUMem(context.Background(), 3, true); err != nil {
 		t.Fatal(err)
 	}
 	if got := fs.read("devices/system/cpu/cpu2/online"); got != "1" {
@@ -588,12 +650,12 @@ func TestRemovedCPUIsNotCounted(t *testing.T) {
 	o := newOnliner(t, fs, &fakeClock{}, func(o *Options) { o.OnlineCPUOnAdd = true; o.Timeout = 100 * time.Millisecond })
 	o.HandleUevent("add", "cpu", "/devices/system/cpu/cpu1")
 	// The host unplugs it again before asking for it.
-	o.HandleUevent("remove", "cpu", "/devices/system/cpu/cpu1")
 	if err := os.RemoveAll(filepath.Join(fs.root, "devices/system/cpu/cpu1")); err != nil {
 		t.Fatal(err)
 	}
-	err := o.OnlineCPUMem(context.Background(), 1, true)
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "0 came online") {
-		t.Fatalf("got %v, want a deadline error counting 0 CPUs: the only hot-added CPU is gone", err)
+	fs.syncCPUOnline()
+	err := o.OnlineCPUMem(context.Background(), 2, true)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `online CPU list "0" has 1`) {
+		t.Fatalf("got %v, want a deadline error counting 1 CPU: the only hot-added CPU is gone", err)
 	}
 }

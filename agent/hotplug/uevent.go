@@ -15,7 +15,7 @@ func (o *Onliner) WantsUevent(action, subsystem string) bool {
 	case "memory":
 		return action == "add"
 	case "cpu":
-		return o.cpuOnAdd && (action == "add" || action == "remove")
+		return o.cpuOnAdd && action == "add"
 	}
 	return false
 }
@@ -48,22 +48,16 @@ func (o *Onliner) handleUevent(action, subsystem, devpath string) error {
 		return err
 	case "cpu":
 		n, ok := devNumber(devpath, "/devices/system/cpu/cpu")
-		if !ok || !o.cpuOnAdd {
+		if !ok || !o.cpuOnAdd || action != "add" {
 			return nil
 		}
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		switch action {
-		case "add":
-			changed, err := o.onlineCPU(n)
-			if changed {
-				o.cpuClaims[n] = true
-				o.log.Info("onlined hot-plugged CPU", "cpu", n)
-			}
-			return err
-		case "remove":
-			delete(o.cpuClaims, n)
+		changed, err := o.onlineCPU(n)
+		if changed {
+			o.log.Info("onlined hot-plugged CPU", "cpu", n)
 		}
+		return err
 	}
 	return nil
 }

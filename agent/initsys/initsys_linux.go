@@ -62,12 +62,22 @@ type Options struct {
 	// the pod's later with SetHostname).
 	Hostname string
 	Log      *slog.Logger
+	// FlushLog, when set, runs right before the process image is replaced
+	// (re-exec into the new root) and before power-off, so that the log
+	// lines still queued for the console or the host get out.
+	FlushLog func()
 	// Sys defaults to Real{}.
 	Sys Sys
 	// Getenv, Environ and Args default to the process's own.
 	Getenv  func(string) string
 	Environ func() []string
 	Args    []string
+}
+
+func (o *Options) flushLog() {
+	if o.FlushLog != nil {
+		o.FlushLog()
+	}
 }
 
 func (o *Options) defaults() {
@@ -384,6 +394,7 @@ func moveRootAndReexec(s Sys, o Options) error {
 	}
 	env := append(o.Environ(), EnvNewRoot+"=1")
 	o.Log.Info("moved to a pivot_root-capable root; restarting")
+	o.flushLog()
 	return fmt.Errorf("re-exec /proc/self/exe: %w", s.Exec("/proc/self/exe", o.Args, env))
 }
 

@@ -183,7 +183,8 @@ func env(m map[string]string) func(string) string { return func(k string) string
 func TestSetupFirstStartMovesRootAndReexecs(t *testing.T) {
 	f := newFakeSys("rootfs")
 	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(),
-		Getenv: env(nil), Environ: func() []string { return []string{"PATH=/bin"} }, Args: []string{"/init"}})
+		Getenv: env(nil), Environ: func() []string { return []string{"PATH=/bin"} }, Args: []string{"/init"},
+		FlushLog: func() { f.rec("flush log") }})
 	if !errors.Is(err, errExec) {
 		t.Fatalf("err = %v, want the exec to be reached", err)
 	}
@@ -199,6 +200,7 @@ func TestSetupFirstStartMovesRootAndReexecs(t *testing.T) {
 		fmt.Sprintf("mount . /  %#x ", unix.MS_MOVE),
 		"chroot .",
 		"chdir /",
+		"flush log", // queued log lines get out before the image is replaced
 		"exec /proc/self/exe /init env-marker=true",
 	}
 	if !slices.Equal(f.calls, want) {
@@ -325,13 +327,13 @@ func TestSetupCgroupV1(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	f := newFakeSys("ext4")
 	f.mounts = append(f.mounts, fakeMount{"/proc", "proc"}, fakeMount{"/run", "tmpfs"}, fakeMount{"/run/kata-containers/shared/containers", "virtiofs"})
-	if err := Shutdown(Options{IsInit: true, Sys: f, Log: quietLog()}); err != nil {
+	if err := Shutdown(Options{IsInit: true, Sys: f, Log: quietLog(), FlushLog: func() { f.rec("flush log") }}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"sync", "umount /run/kata-containers/shared/containers", "umount /proc", "umount /run", "sync", "poweroff"}
+	want := []string{"sync", "umount /run/kata-containers/shared/containers", "umount /proc", "umount /run", "sync", "flush log", "poweroff"}
 	// /proc and /run have the same depth; only the relative order of the
 	// share before /run and poweroff last matter.
-	if f.calls[0] != "sync" || f.calls[len(f.calls)-1] != "poweroff" || f.calls[1] != want[1] || len(f.calls) != len(want) {
+	if f.calls[0] != "sync" || f.calls[len(f.calls)-1] != "poweroff" || f.calls[len(f.calls)-2] != "flush log" || f.calls[1] != want[1] || len(f.calls) != len(want) {
 		t.Fatalf("calls %v", f.calls)
 	}
 	g := newFakeSys("ext4")

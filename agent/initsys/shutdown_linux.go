@@ -33,6 +33,7 @@ func Shutdown(o Options) error {
 		o.Log.Warn("shutdown: mount table unreadable, powering off without unmounting", "error", err)
 	}
 	s.Sync()
+	o.flushLog()
 	if err := s.PowerOff(); err != nil {
 		return fmt.Errorf("power off: %w", err)
 	}

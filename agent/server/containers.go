@@ -20,16 +20,13 @@ import (
 // by translating them for package sandbox.
 type containerHandlers struct {
 	sb *sandbox.Sandbox
-	// afterDestroy runs (in its own goroutine) once DestroySandbox
-	// succeeded; as PID 1 it shuts the server down, syncs and powers off.
-	afterDestroy func()
 }
 
 func newContainerHandlers(opts Options) *containerHandlers {
 	if opts.Sandbox == nil {
 		return nil
 	}
-	return &containerHandlers{sb: opts.Sandbox, afterDestroy: opts.AfterDestroySandbox}
+	return &containerHandlers{sb: opts.Sandbox}
 }
 
 var errNoContainers = fmt.Errorf("containers are not enabled in this agent: %w", errdefs.ErrNotImplemented)
@@ -65,11 +62,10 @@ func (h *containerHandlers) DestroySandbox(ctx context.Context, _ *pb.DestroySan
 	if err := h.ready(); err != nil {
 		return nil, err
 	}
+	// With Options.StopAfterDestroy, the server stops once the host has
+	// taken this reply (see Server.Serve).
 	if err := h.sb.DestroySandbox(ctx); err != nil {
 		return nil, err
-	}
-	if h.afterDestroy != nil {
-		go h.afterDestroy()
 	}
 	return &emptypb.Empty{}, nil
 }

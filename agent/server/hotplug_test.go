@@ -107,10 +107,14 @@ func TestOnlineCPUMemHandler(t *testing.T) {
 	if got := readHotplugFile(t, filepath.Join(sysfs, "devices/system/memory/memory32/state")); got != "online" {
 		t.Errorf("memory32 state = %q", got)
 	}
-	// No CPU ever shows up: bounded wait, then DeadlineExceeded.
+	// nb_cpus is the total: the one CPU online is enough.
+	if _, err := c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{NbCpus: 1, CpuOnly: true}); err != nil {
+		t.Fatalf("nb_cpus=1 with one CPU online: %v", err)
+	}
+	// No second CPU ever shows up: bounded wait, then DeadlineExceeded.
 	start := time.Now()
-	_, err := c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{NbCpus: 1, CpuOnly: true})
-	wantHotplugCode(t, err, codes.DeadlineExceeded, "nb_cpus=1")
+	_, err := c.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{NbCpus: 2, CpuOnly: true})
+	wantHotplugCode(t, err, codes.DeadlineExceeded, "nb_cpus=2")
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %s", d)
 	}

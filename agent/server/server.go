@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
+	"time"
 
 	"github.com/containerd/ttrpc"
 
@@ -38,10 +40,11 @@ type Options struct {
 	// Sandbox runs the pod's containers; nil leaves the container RPCs
 	// unimplemented.
 	Sandbox *sandbox.Sandbox
-	// AfterDestroySandbox runs in its own goroutine after a successful
-	// DestroySandbox; as PID 1, main shuts the server down (so the reply
-	// is sent first), syncs and powers off.
-	AfterDestroySandbox func()
+	// StopAfterDestroy makes a successful DestroySandbox the end of
+	// serving: once the host has taken the reply, the server closes every
+	// connection and Serve returns; as PID 1, main then syncs and powers
+	// off.
+	StopAfterDestroy bool
 
 	// Hotplug onlines CPUs and memory and reports memory hot-plug details;
 	// nil answers OnlineCPUMem and MemHotplugByProbe NotImplemented.
@@ -66,11 +69,38 @@ type Options struct {
 	Network Network
 }
 
+// Timings of the stop after DestroySandbox (or when Serve's context ends).
+const (
+	// flushTimeout bounds the wait for the host to take the bytes written
+	// to a connection before it is closed.
+	flushTimeout = 3 * time.Second
+	// flushPoll is how often the unsent byte count is looked at.
+	flushPoll = 5 * time.Millisecond
+	// lingerFallback is how long a close waits when the kernel cannot
+	// count unsent bytes.
+	lingerFallback = 100 * time.Millisecond
+	// stopGrace is how long in-flight requests have to answer once the
+	// server stops; connections still busy then are closed.
+	stopGrace = 2 * time.Second
+	// destroyFallback stops the server after a successful DestroySandbox
+	// whose reply was never seen going out (a request framed in a way the
+	// connection watcher does not follow): the VM powers off regardless.
+	destroyFallback = 10 * time.Second
+)
+
 // Server serves the agent API on one listener.
 type Server struct {
-	log   *slog.Logger
-	ttrpc *ttrpc.Server
-	done  chan struct{}
+	log              *slog.Logger
+	ttrpc            *ttrpc.Server
+	stopAfterDestroy bool
+
+	flushTimeout, stopGrace, destroyFallback time.Duration
+
+	stopOnce sync.Once
+	done     chan struct{} // closed when the server is to stop
+
+	mu    sync.Mutex
+	conns map[*trackedConn]bool
 }
 
 // New builds a Server with every service registered.
@@ -79,7 +109,12 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	ts, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(interceptor(log)))
+	s := &Server{
+		log: log, stopAfterDestroy: opts.StopAfterDestroy,
+		flushTimeout: flushTimeout, stopGrace: stopGrace, destroyFallback: destroyFallback,
+		done: make(chan struct{}), conns: map[*trackedConn]bool{},
+	}
+	ts, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(interceptor(log), s.watchDestroy))
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
@@ -91,36 +126,101 @@ func New(opts Options) (*Server, error) {
 	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
-	return &Server{log: log, ttrpc: ts, done: make(chan struct{})}, nil
+	s.ttrpc = ts
+	return s, nil
 }
 
-// Serve accepts connections on l until ctx ends or Shutdown is called.
+// Serve accepts connections on l until ctx ends, or until the host took
+// the reply to a successful DestroySandbox when StopAfterDestroy is set.
+// It returns once every connection is closed, after the bytes written to
+// each were taken by the host (bounded by flushTimeout).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.ttrpc.Serve(ctx, l) }()
+	go func() { errc <- s.ttrpc.Serve(ctx, &trackingListener{Listener: l, srv: s}) }()
+	var err error
 	select {
-	case err := <-errc:
+	case err = <-errc:
 		if errors.Is(err, ttrpc.ErrServerClosed) {
-			return nil
+			err = nil
 		}
+		s.shutdown()
 		return err
 	case <-ctx.Done():
-		_ = s.ttrpc.Close()
-		<-errc
-		return nil
 	case <-s.done:
-		_ = s.ttrpc.Close()
-		<-errc
-		return nil
 	}
+	s.shutdown()
+	<-errc
+	return nil
 }
 
-// Shutdown stops serving: Serve returns once in-flight replies are sent.
-func (s *Server) Shutdown(ctx context.Context) error {
-	select {
-	case <-s.done:
-	default:
-		close(s.done)
+// shutdown stops accepting, gives in-flight requests stopGrace to answer,
+// then closes every connection; each close first lets the host take what
+// was written.
+func (s *Server) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.stopGrace)
+	err := s.ttrpc.Shutdown(ctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("requests still in flight when the server stopped; closing their connections", "grace", s.stopGrace)
 	}
-	return s.ttrpc.Shutdown(ctx)
+	_ = s.ttrpc.Close()
+	s.mu.Lock()
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Close()
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Server) stop() { s.stopOnce.Do(func() { close(s.done) }) }
+
+func (s *Server) track(c *trackedConn) {
+	s.mu.Lock()
+	s.conns[c] = true
+	s.mu.Unlock()
+}
+
+func (s *Server) untrack(c *trackedConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// destroyReplied runs when the reply to a successful DestroySandbox has
+// been written to c: the server stops once the host has taken it.
+func (s *Server) destroyReplied(c *trackedConn) {
+	if !s.stopAfterDestroy {
+		return
+	}
+	go func() {
+		s.flush(c.Conn)
+		s.log.Info("sandbox destroyed and the host has the reply; stopping")
+		s.stop()
+	}()
+}
+
+// watchDestroy is the last interceptor: after a successful DestroySandbox
+// it arms the fallback stop, in case its reply is never seen going out.
+func (s *Server) watchDestroy(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (interface{}, error) {
+	resp, err := method(ctx, unmarshal)
+	if err == nil && s.stopAfterDestroy && info.FullMethod == "/"+destroyService+"/"+destroyMethod {
+		time.AfterFunc(s.destroyFallback, func() {
+			select {
+			case <-s.done:
+			default:
+				s.log.Warn("the DestroySandbox reply was not seen going out; stopping anyway", "after", s.destroyFallback)
+				s.stop()
+			}
+		})
+	}
+	return resp, err
 }

@@ -5,7 +5,7 @@
 //
 //	vsock://CID:PORT            AF_VSOCK (needs vhost_vsock on the host)
 //	hvsock:///path/sock:PORT    hybrid vsock: a Unix socket on which we write
-//	                            "CONNECT PORT\n" and expect a line with "OK"
+//	                            "CONNECT PORT\n" and expect "OK <host port>\n"
 //	unix:///path                a Unix socket (agent on a development host)
 //
 // Dial retries until its context ends, because the runtime dials while the

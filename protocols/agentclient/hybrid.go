@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -73,10 +74,22 @@ func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error)
 			return nil, fmt.Errorf("hybrid vsock %s port %d: reply line too long: %w", path, port, ErrHybridRefused)
 		}
 	}
-	if !strings.Contains(string(line), "OK") {
+	if !validOK(string(line)) {
 		conn.Close()
-		return nil, fmt.Errorf("hybrid vsock %s port %d: reply %q: %w", path, port, string(line), ErrHybridRefused)
+		return nil, fmt.Errorf("hybrid vsock %s port %d: reply %q, want \"OK <port>\": %w", path, port, string(line), ErrHybridRefused)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return conn, nil
+}
+
+// validOK reports whether line (without its newline) is the backend's
+// acceptance: "OK " and the port number the host side of the connection
+// got, nothing else. An error text that merely contains "OK" is not one.
+func validOK(line string) bool {
+	num, ok := strings.CutPrefix(line, "OK ")
+	if !ok || num == "" || num[0] < '0' || num[0] > '9' {
+		return false
+	}
+	_, err := strconv.ParseUint(num, 10, 32)
+	return err == nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,41 @@ func TestHybridRefused(t *testing.T) {
 	_, err := DialHybrid(context.Background(), path, 1024)
 	if !errors.Is(err, ErrHybridRefused) || !strings.Contains(err.Error(), "FAILURE") {
 		t.Fatalf("err = %v, want refusal quoting the reply", err)
+	}
+}
+
+// Only "OK <port>" accepts the connection: replies that merely contain or
+// resemble it are refusals.
+func TestHybridRepliesThatAreNotOK(t *testing.T) {
+	for _, reply := range []string{
+		"OKAY", "OKAY 1024", "ok 1024", "OK", "OK ", "OK  1024", "OK +1024", "OK -1", "OK abc",
+		"OK 1024 extra", "OK 1024\r", "OK 99999999999", "NOT OK 1024", " OK 1024", "CONNECT FAILED: OK?",
+	} {
+		path := fakeBackend(t, func(c net.Conn, _ string) {
+			io.WriteString(c, reply+"\n")
+			c.Close()
+		})
+		conn, err := DialHybrid(context.Background(), path, 1024)
+		if err == nil {
+			conn.Close()
+			t.Errorf("reply %q accepted", reply)
+			continue
+		}
+		if !errors.Is(err, ErrHybridRefused) || !strings.Contains(err.Error(), strconv.Quote(reply)) {
+			t.Errorf("reply %q: err = %v, want a refusal quoting the reply", reply, err)
+		}
+	}
+	for _, reply := range []string{"OK 0", "OK 1073741824", "OK 4294967295"} {
+		path := fakeBackend(t, func(c net.Conn, _ string) {
+			io.WriteString(c, reply+"\n")
+			c.Close()
+		})
+		conn, err := DialHybrid(context.Background(), path, 1024)
+		if err != nil {
+			t.Errorf("reply %q refused: %v", reply, err)
+			continue
+		}
+		conn.Close()
 	}
 }
 

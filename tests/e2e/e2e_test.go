@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -471,14 +470,29 @@ func (s *suite) waitCPUList(t *testing.T, which, want string) {
 	}
 }
 
+// testCPUHotplug sends OnlineCPUMem as the runtime does after hot-adding
+// vCPUs: nb_cpus is the sandbox's new vCPU total, boot CPU included.
 func (s *suite) testCPUHotplug(t *testing.T) {
 	t.Run("OnlineCPUMem", func(t *testing.T) {
 		if got := s.cpuList(t, "online"); got != "0" {
 			t.Fatalf("online CPUs at boot = %q, want 0 (booted with maxcpus=1)", got)
 		}
-		_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 1, CpuOnly: true})
-		check(t, "OnlineCPUMem(1 cpu)", err)
+		_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 2, CpuOnly: true})
+		check(t, "OnlineCPUMem(total 2)", err)
 		s.waitCPUList(t, "online", "0-1")
+		// The total is reached: the same request, and a smaller total,
+		// return at once and change nothing.
+		for _, n := range []uint32{2, 1} {
+			start := time.Now()
+			_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: n, CpuOnly: true})
+			check(t, fmt.Sprintf("OnlineCPUMem(total %d) with 2 online", n), err)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("OnlineCPUMem(total %d) with 2 online took %s", n, d)
+			}
+		}
+		if got := s.cpuList(t, "online"); got != "0-1" {
+			t.Errorf("online CPUs = %q after totals already reached, want 0-1", got)
+		}
 	})
 	// Linux 6.12 counts QEMU's not-yet-present CPUs (disabled MADT
 	// entries) as hot-pluggable only when it detects a hypervisor, which
@@ -487,9 +501,9 @@ func (s *suite) testCPUHotplug(t *testing.T) {
 	possible, present := s.cpuList(t, "possible"), s.cpuList(t, "present")
 	if possible == present {
 		t.Run("MoreCPUsThanPossibleRefused", func(t *testing.T) {
-			_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 1, CpuOnly: true})
+			_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 3, CpuOnly: true})
 			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("OnlineCPUMem(1) with every possible CPU online = %v, want InvalidArgument", err)
+				t.Fatalf("OnlineCPUMem(total 3) with possible CPUs %s = %v, want InvalidArgument", possible, err)
 			}
 			t.Logf("no hot-pluggable CPU slot (possible %s = present %s): %v", possible, present, err)
 		})
@@ -500,8 +514,8 @@ func (s *suite) testCPUHotplug(t *testing.T) {
 			t.Fatalf("QMP CPU hot-plug: %v", err)
 		}
 		s.waitCPUList(t, "present", "0-2")
-		_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 1, CpuOnly: true})
-		check(t, "OnlineCPUMem(hot-added cpu)", err)
+		_, err := s.cli.Agent.OnlineCPUMem(s.rpcCtx(t), &pb.OnlineCPUMemRequest{Wait: true, NbCpus: 3, CpuOnly: true})
+		check(t, "OnlineCPUMem(total 3 after a hot-add)", err)
 		s.waitCPUList(t, "online", "0-2")
 	})
 }
@@ -540,17 +554,28 @@ func (s *suite) testOOM(t *testing.T) {
 
 func (s *suite) testDestroy(t *testing.T) {
 	ctx := s.rpcCtx(t)
+	// The runtime always has a GetOOMEvent long poll pending: the destroy
+	// answers it, and it must not hold up the reply or the power-off.
+	oom := make(chan error, 1)
+	go func() {
+		_, err := s.cli.Agent.GetOOMEvent(ctx, &pb.GetOOMEventRequest{})
+		oom <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // the poll is in the agent
+	// The reply reaches the host before the guest powers off, always.
 	_, err := s.cli.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{})
-	if err != nil && status.Code(err) == codes.Unimplemented {
-		check(t, "DestroySandbox", err)
+	check(t, "DestroySandbox", err)
+	select {
+	case err := <-oom:
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("pending GetOOMEvent after DestroySandbox = %v, want Unavailable (sandbox destroyed)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("pending GetOOMEvent not answered after DestroySandbox")
 	}
 	code, werr := s.vm.Wait(ctx)
 	if werr != nil {
-		t.Fatalf("QEMU did not exit after DestroySandbox (reply error: %v): %v", err, werr)
-	}
-	// The power-off may race the reply; the exit status is what counts.
-	if err != nil && !errors.Is(err, context.Canceled) {
-		t.Logf("DestroySandbox reply: %v (QEMU exited %d)", err, code)
+		t.Fatalf("QEMU did not exit after DestroySandbox: %v", werr)
 	}
 	if code != 0 {
 		t.Errorf("QEMU exit status %d after DestroySandbox, want 0", code)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/mdlayher/vsock"
 
@@ -37,6 +38,10 @@ func init() {
 	}
 }
 
+// logFlushTimeout bounds how long queued log lines may hold up an exit,
+// a re-exec or the power-off.
+const logFlushTimeout = 2 * time.Second
+
 func main() {
 	os.Exit(run())
 }
@@ -55,6 +60,10 @@ func run() int {
 	cfgErrs = append(cfgErrs, cfg.ApplyEnv(os.Getenv)...)
 
 	logSwitch := logging.NewSwitch(os.Stderr)
+	// Log lines are queued; write out what is left when the agent exits,
+	// re-executes or powers off (bounded: the destination may be stuck).
+	flushLog := func() { logSwitch.Flush(logFlushTimeout) }
+	defer flushLog()
 	log := logging.New(logSwitch, cfg.LogLevel)
 	slog.SetDefault(log)
 	for _, err := range cfgErrs {
@@ -63,7 +72,7 @@ func run() int {
 
 	// As PID 1 on its first start this moves to a root that allows
 	// pivot_root and re-executes the agent: it does not return then.
-	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log}); err != nil {
+	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log, FlushLog: flushLog}); err != nil {
 		log.Error("system setup", "error", err)
 	}
 
@@ -130,8 +139,7 @@ func run() int {
 		// Not on a development host: the host's CPUs and memory are not ours.
 		defer followHotplug(uevents, onliner, log)()
 	}
-	var srv *server.Server
-	srv, err = server.New(server.Options{
+	srv, err := server.New(server.Options{
 		Log:     log,
 		Storage: storages,
 		Network: nw,
@@ -146,12 +154,9 @@ func run() int {
 			FIPS:            fipsStatus.Agent,
 		},
 		Sandbox: sb,
-		AfterDestroySandbox: func() {
-			if isInit {
-				// Serve returns once the reply went out; main then powers off.
-				_ = srv.Shutdown(context.Background())
-			}
-		},
+		// Serve returns once the host has the DestroySandbox reply; PID 1
+		// then powers off.
+		StopAfterDestroy: isInit,
 	})
 	if err != nil {
 		log.Error("create server", "error", err)
@@ -183,7 +188,7 @@ func run() int {
 	log.Info("server stopped")
 	if isInit {
 		// Sync, unmount and power off; returns only if that failed.
-		if err := initsys.Shutdown(initsys.Options{IsInit: true, Log: log}); err != nil {
+		if err := initsys.Shutdown(initsys.Options{IsInit: true, Log: log, FlushLog: flushLog}); err != nil {
 			log.Error("shutdown", "error", err)
 		}
 	}

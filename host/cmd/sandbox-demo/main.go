@@ -144,17 +144,15 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 	}
 
 	down := time.Now()
-	_, derr := cli.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{})
+	// The agent answers before it powers off.
+	if _, err := cli.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{}); err != nil {
+		return fmt.Errorf("DestroySandbox: %w", err)
+	}
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
 	code, err := vm.Wait(wctx)
 	if err != nil {
-		return fmt.Errorf("VM did not power off after DestroySandbox (reply: %v): %w", derr, err)
-	}
-
-	if derr != nil {
-		// The guest may power off before the reply reaches us.
-		fmt.Fprintf(os.Stderr, "note: DestroySandbox reply: %v\n", derr)
+		return fmt.Errorf("VM did not power off after DestroySandbox: %w", err)
 	}
 	fmt.Printf("QEMU start to agent ready:   %v\n", ready.Round(time.Millisecond))
 	fmt.Printf("container create:            %v\n", created.Round(time.Millisecond))

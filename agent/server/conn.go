@@ -1,0 +1,253 @@
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// ttrpc's framing (github.com/containerd/ttrpc, channel.go): a 10-byte
+// header (payload length and stream id, big-endian uint32s, then the
+// message type and flags bytes), then the payload.
+const (
+	frameHeaderLen = 10
+	frameRequest   = 1
+	frameResponse  = 2
+	// framePeek is how much of a payload is kept to name a request's
+	// method or read a response's status code: the service and method
+	// names, and the status code, come first on the wire.
+	framePeek = 96
+)
+
+const (
+	destroyService = "grpc.AgentService"
+	destroyMethod  = "DestroySandbox"
+)
+
+// frameScanner follows the ttrpc frames of one direction of a connection.
+type frameScanner struct {
+	hdr  [frameHeaderLen]byte
+	nhdr int
+	left uint32 // payload bytes of the current frame still to come
+	id   uint32
+	typ  byte
+	peek []byte
+}
+
+// scan follows p and calls done for every frame that ends in it, with the
+// frame's first framePeek payload bytes.
+func (f *frameScanner) scan(p []byte, done func(id uint32, typ byte, peek []byte)) {
+	for len(p) > 0 {
+		if f.nhdr < frameHeaderLen {
+			n := copy(f.hdr[f.nhdr:], p)
+			f.nhdr += n
+			p = p[n:]
+			if f.nhdr < frameHeaderLen {
+				return
+			}
+			f.left = binary.BigEndian.Uint32(f.hdr[0:4])
+			f.id = binary.BigEndian.Uint32(f.hdr[4:8])
+			f.typ = f.hdr[8]
+			f.peek = f.peek[:0]
+		}
+		n := len(p)
+		if uint64(n) > uint64(f.left) {
+			n = int(f.left)
+		}
+		if room := framePeek - len(f.peek); room > 0 {
+			f.peek = append(f.peek, p[:min(n, room)]...)
+		}
+		p = p[n:]
+		f.left -= uint32(n)
+		if f.left == 0 {
+			f.nhdr = 0
+			done(f.id, f.typ, f.peek)
+		}
+	}
+}
+
+// requestMethod reads the service and method names from the start of a
+// ttrpc Request (service = 1, method = 2). Names cut off by the peek come
+// back empty.
+func requestMethod(b []byte) (service, method string) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			service = string(v)
+		case 2:
+			method = string(v)
+		}
+	}
+	return
+}
+
+// responseOK reports whether the start of a ttrpc Response carries status
+// code 0 (status = 1, its code = 1; an absent status or code is 0).
+func responseOK(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if num != 1 || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return false // cut off: the status comes first, so none
+			}
+			b = b[n:]
+			continue
+		}
+		// The status message, possibly cut off by the peek: its code is
+		// its first field when not zero.
+		l, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return false
+		}
+		st := b[n:]
+		if uint64(len(st)) > l {
+			st = st[:l]
+		}
+		if l == 0 {
+			return true
+		}
+		num, typ, n = protowire.ConsumeTag(st)
+		if n < 0 {
+			return false
+		}
+		if num != 1 {
+			return true
+		}
+		if typ != protowire.VarintType {
+			return false
+		}
+		code, n := protowire.ConsumeVarint(st[n:])
+		return n > 0 && code == 0
+	}
+	return true
+}
+
+// trackedConn is a host connection as the server sees it: it notices the
+// reply to a successful DestroySandbox going out, and its Close first lets
+// the host take what was written (bounded), so that nothing written before
+// power-off is lost in the guest's socket.
+type trackedConn struct {
+	net.Conn
+	srv *Server
+
+	rd frameScanner // Read runs in ttrpc's one receive goroutine
+
+	mu       sync.Mutex
+	wr       frameScanner
+	destroys map[uint32]bool // streams carrying a DestroySandbox request
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.rd.scan(p[:n], func(id uint32, typ byte, peek []byte) {
+		if typ != frameRequest {
+			return
+		}
+		if svc, m := requestMethod(peek); svc == destroyService && m == destroyMethod {
+			c.mu.Lock()
+			c.destroys[id] = true
+			c.mu.Unlock()
+		}
+	})
+	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	replied := false
+	c.mu.Lock()
+	c.wr.scan(p[:n], func(id uint32, typ byte, peek []byte) {
+		if typ == frameResponse && c.destroys[id] {
+			delete(c.destroys, id)
+			replied = replied || responseOK(peek)
+		}
+	})
+	c.mu.Unlock()
+	if replied {
+		// The reply is in the socket now; the server stops once the host
+		// has taken it.
+		c.srv.destroyReplied(c)
+	}
+	return n, err
+}
+
+// Close waits (bounded) until the host has taken what was written, then
+// closes. Every caller returns once the connection is closed.
+func (c *trackedConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.srv.flush(c.Conn)
+		c.closeErr = c.Conn.Close()
+		c.srv.untrack(c)
+	})
+	return c.closeErr
+}
+
+// flush waits until the host has taken every byte written to conn: the
+// virtio device consumed it from the queue (vsock), or the peer read it
+// (unix socket). It gives up after flushTimeout: a host that stops reading
+// must not keep the guest from powering off.
+func (s *Server) flush(conn net.Conn) {
+	deadline := time.Now().Add(s.flushTimeout)
+	for {
+		n, err := unsentBytes(conn)
+		switch {
+		case errors.Is(err, net.ErrClosed):
+			return
+		case err != nil:
+			// The kernel cannot tell: give the bytes a moment.
+			time.Sleep(min(lingerFallback, s.flushTimeout))
+			return
+		case n == 0:
+			return
+		}
+		if !time.Now().Before(deadline) {
+			s.log.Warn("closing a connection whose bytes the host has not taken", "unsent", n, "waited", s.flushTimeout)
+			return
+		}
+		time.Sleep(flushPoll)
+	}
+}
+
+// trackingListener hands ttrpc trackedConns.
+type trackingListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, srv: l.srv, destroys: map[uint32]bool{}}
+	l.srv.track(tc)
+	return tc, nil
+}
