@@ -22,7 +22,7 @@ func init() {
 func runOnlineMem(ctx context.Context, c *agentclient.Client, args []string) error {
 	fs := flag.NewFlagSet("online-mem", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	cpus := fs.Uint("cpus", 0, "number of hot-plugged CPUs to online")
+	cpus := fs.Uint("cpus", 0, "total number of vCPUs that should be online (0: no CPU change)")
 	cpuOnly := fs.Bool("cpu-only", false, "online CPUs only, not memory")
 	if err := fs.Parse(args); err != nil {
 		return err

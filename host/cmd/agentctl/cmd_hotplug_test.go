@@ -66,8 +66,9 @@ func TestHotplugCommands(t *testing.T) {
 	put(t, sysfs, "devices/system/memory/probe", "")
 	put(t, sysfs, "devices/system/memory/memory32/state", "offline\n")
 	put(t, sysfs, "devices/system/cpu/cpu0/online", "1\n")
-	put(t, sysfs, "devices/system/cpu/cpu1/online", "0\n")
+	put(t, sysfs, "devices/system/cpu/cpu1/online", "1\n")
 	put(t, sysfs, "devices/system/cpu/online", "0-1\n")
+	put(t, sysfs, "devices/system/cpu/possible", "0-1\n")
 	put(t, proc, "loadavg", "0.10 0.20 0.30 1/20 300\n")
 	addr := serveHotplugAgent(t, sysfs, proc)
 
@@ -77,14 +78,16 @@ func TestHotplugCommands(t *testing.T) {
 		return rc, stdout.String(), stderr.String()
 	}
 
-	if rc, _, stderr := run("online-mem", "--cpus", "1"); rc != 0 {
+	// --cpus is the sandbox's vCPU total, as the runtime sends it: 2 is
+	// already reached here, 3 is more than the guest can ever have.
+	if rc, _, stderr := run("online-mem", "--cpus", "2"); rc != 0 {
 		t.Fatalf("online-mem rc=%d: %s", rc, stderr)
 	}
 	if got := get(t, filepath.Join(sysfs, "devices/system/memory/memory32/state")); got != "online" {
 		t.Errorf("memory32 state = %q", got)
 	}
-	if got := get(t, filepath.Join(sysfs, "devices/system/cpu/cpu1/online")); got != "1" {
-		t.Errorf("cpu1 online = %q", got)
+	if rc, _, stderr := run("online-mem", "--cpus", "3"); rc != 1 || !strings.Contains(stderr, "at most 2") {
+		t.Errorf("online-mem --cpus 3: rc=%d stderr=%q, want the guest's limit of 2 named", rc, stderr)
 	}
 	if rc, _, stderr := run("online-mem", "extra"); rc != 1 || !strings.Contains(stderr, `unexpected argument "extra"`) {
 		t.Errorf("online-mem extra: rc=%d stderr=%q", rc, stderr)
