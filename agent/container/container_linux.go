@@ -44,6 +44,9 @@ type Options struct {
 	Log         *slog.Logger
 	// OnOOM is called (from the watcher goroutine) for each OOM kill.
 	OnOOM func(id string)
+	// Execs bounds exec'd processes and sets when finished processes are
+	// released (zero: defaults).
+	Execs ExecPolicy
 }
 
 // Container is one libcontainer container and its processes.
@@ -54,6 +57,7 @@ type Container struct {
 	lc     *libcontainer.Container
 	init   *Process
 	oom    *oomWatcher
+	policy ExecPolicy
 
 	cgroupPaths map[string]string // by controller; "" is the unified one
 
@@ -104,7 +108,7 @@ func Create(opts Options) (_ *Container, retErr error) {
 		}
 		return nil, fmt.Errorf("container %q: create: %w", opts.ID, err)
 	}
-	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}}
+	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, policy: opts.Execs.withDefaults()}
 	defer func() {
 		if retErr != nil {
 			_ = lc.Destroy()
@@ -138,7 +142,7 @@ func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Pr
 	if err != nil {
 		return nil, fmt.Errorf("process %q: %w", id, err)
 	}
-	p := &Process{ID: id, Init: isInit, tty: sp.Terminal, lp: lp, done: make(chan struct{})}
+	p := &Process{ID: id, Init: isInit, tty: sp.Terminal, lp: lp, done: make(chan struct{}), policy: &c.policy}
 	var pipes *stdioPair
 	var console *consoleSocket
 	if sp.Terminal {
@@ -189,7 +193,12 @@ func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Pr
 	if c.reaper != nil {
 		disown = c.reaper.Disown
 	}
-	go p.waitLoop(disown)
+	go func() {
+		p.waitLoop(disown)
+		// The host may have read the streams to EOF before the exit was
+		// seen: give back what the process no longer needs.
+		c.settle(p)
+	}()
 	return p, nil
 }
 
@@ -239,6 +248,10 @@ func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrAlreadyExists)
 	}
+	if len(c.execs) >= c.policy.MaxExecs {
+		c.mu.Unlock()
+		return nil, c.errTooManyExecs(execID)
+	}
 	// Reserve the id; the start forks and must run without the lock.
 	c.execs[execID] = nil
 	c.mu.Unlock()
@@ -270,25 +283,6 @@ func (c *Container) Process(execID string) (*Process, error) {
 		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrNotFound)
 	}
 	return p, nil
-}
-
-// Release forgets an exec'd process once the host received its exit status
-// (WaitProcess) and drained its output, so long-lived containers do not
-// accumulate finished execs. Until then the entry stays, whatever the
-// order of the host's calls.
-func (c *Container) Release(execID string) {
-	if execID == "" || execID == c.id {
-		return
-	}
-	c.mu.Lock()
-	p := c.execs[execID]
-	if p == nil || !p.Exited() || !p.waitedAndDrained() {
-		c.mu.Unlock()
-		return
-	}
-	delete(c.execs, execID)
-	c.mu.Unlock()
-	p.closeIO()
 }
 
 // Signal signals one process, or with execID "" every process of the

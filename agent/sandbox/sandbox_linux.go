@@ -55,6 +55,8 @@ type Config struct {
 	// validating writer once wired); defaults to a strict local one.
 	WriteResolvConf func(path string, lines []string) error
 	Log             *slog.Logger
+	// Execs bounds exec'd processes and when finished ones are released.
+	Execs container.ExecPolicy
 }
 
 // Sandbox is the pod: its settings and containers.
@@ -328,6 +330,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		Reaper:      s.cfg.Reaper,
 		Log:         s.log,
 		OnOOM:       s.oom.push,
+		Execs:       s.cfg.Execs,
 	})
 	if err != nil {
 		_ = os.RemoveAll(bundle)
@@ -539,8 +542,7 @@ func (s *Sandbox) WaitProcess(ctx context.Context, cid, execID string) (int32, e
 	}
 	code, err := p.Wait(ctx)
 	if err == nil {
-		p.MarkWaited()
-		c.Release(execID)
+		c.Waited(p)
 	}
 	return code, err
 }
