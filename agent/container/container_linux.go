@@ -248,9 +248,9 @@ func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrAlreadyExists)
 	}
-	if len(c.execs) >= c.policy.MaxExecs {
+	if err := c.policy.Budget.take(execID, c.id); err != nil {
 		c.mu.Unlock()
-		return nil, c.errTooManyExecs(execID)
+		return nil, err
 	}
 	// Reserve the id; the start forks and must run without the lock.
 	c.execs[execID] = nil
@@ -260,12 +260,17 @@ func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		delete(c.execs, execID)
+		c.forgetLocked(execID)
 		return nil, err
 	}
 	if c.removed {
 		// Removal raced with the start; the kill of the cgroup ends it.
 		_ = p.lp.Signal(unix.SIGKILL)
+		if _, ok := c.execs[execID]; !ok {
+			// Destroy is done and gave the reservation back.
+			p.closeIO()
+			return nil, fmt.Errorf("container %q is being removed: %w", c.id, errdefs.ErrNotFound)
+		}
 	}
 	c.execs[execID] = p
 	return p, nil
@@ -377,6 +382,13 @@ func (c *Container) Destroy(ctx context.Context) error {
 	for _, p := range execs {
 		p.closeIO()
 	}
+	// The container is gone for the host whatever lc.Destroy said: give
+	// its execs' places in the budget back.
+	c.mu.Lock()
+	for id := range c.execs {
+		c.forgetLocked(id)
+	}
+	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("container %q: destroy: %w", c.id, err)
 	}

@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -24,8 +25,9 @@ import (
 // A process that exited and whose output was read to the end holds no
 // descriptor even if nobody has asked for its status yet: only the exit
 // status is kept for the wait. What the others can hold is bounded by the
-// kernel's pipe capacity per stream and by ExecPolicy.MaxExecs per
-// container.
+// kernel's pipe capacity per stream and by the number of execs held at
+// once (ExecBudget, shared by the sandbox's containers): each holds up to
+// three descriptors, and PID 1 may open 4096 by default.
 
 // ExecPolicy bounds what exec'd processes hold and for how long. Zero
 // fields take the defaults below.
@@ -39,9 +41,10 @@ type ExecPolicy struct {
 	// exited before it reports EOF although the stream is still open (a
 	// child left running in the background holds it), as upstream does.
 	ExitDrain time.Duration
-	// MaxExecs caps the exec'd processes a container holds at once:
-	// running, or finished and not yet released.
-	MaxExecs int
+	// Budget counts the exec'd processes held at once (running, or
+	// finished and not yet released) by every container that shares it;
+	// nil: a budget of DefaultMaxExecs for this container alone.
+	Budget *ExecBudget
 	// Clock schedules the release; tests use a fake one.
 	Clock Clock
 }
@@ -52,7 +55,9 @@ const (
 	DefaultMaxDrain     = 30 * time.Second
 	// DefaultExitDrain is the upstream agent's drain window.
 	DefaultExitDrain = 500 * time.Millisecond
-	DefaultMaxExecs  = 1024
+	// DefaultMaxExecs keeps the descriptors of held execs (three each) to
+	// well under half of PID 1's default limit of 4096.
+	DefaultMaxExecs = 512
 )
 
 func (p ExecPolicy) withDefaults() ExecPolicy {
@@ -68,8 +73,8 @@ func (p ExecPolicy) withDefaults() ExecPolicy {
 	if p.ExitDrain <= 0 {
 		p.ExitDrain = DefaultExitDrain
 	}
-	if p.MaxExecs <= 0 {
-		p.MaxExecs = DefaultMaxExecs
+	if p.Budget == nil {
+		p.Budget = NewExecBudget(DefaultMaxExecs)
 	}
 	if p.Clock == nil {
 		p.Clock = realClock{}
@@ -93,10 +98,45 @@ type realClock struct{}
 func (realClock) Now() time.Time                            { return time.Now() }
 func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
-// errTooManyExecs is returned when a container holds MaxExecs execs.
-func (c *Container) errTooManyExecs(execID string) error {
-	return fmt.Errorf("exec %q in container %q: the container already holds %d exec'd processes that are running or whose status was not collected (WaitProcess): %w",
-		execID, c.id, c.policy.MaxExecs, errdefs.ErrResourceExhausted)
+// ExecBudget bounds the exec'd processes held at once by the containers
+// that share it.
+type ExecBudget struct {
+	mu   sync.Mutex
+	max  int
+	held int
+}
+
+// NewExecBudget returns a budget of max execs (DefaultMaxExecs if max is
+// not positive).
+func NewExecBudget(max int) *ExecBudget {
+	if max <= 0 {
+		max = DefaultMaxExecs
+	}
+	return &ExecBudget{max: max}
+}
+
+// Held is the number of execs counted now.
+func (b *ExecBudget) Held() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.held
+}
+
+func (b *ExecBudget) take(execID, cid string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held >= b.max {
+		return fmt.Errorf("exec %q in container %q: %d exec'd processes are running or wait for their status to be collected (WaitProcess), the limit: %w",
+			execID, cid, b.held, errdefs.ErrResourceExhausted)
+	}
+	b.held++
+	return nil
+}
+
+func (b *ExecBudget) give(n int) {
+	b.mu.Lock()
+	b.held -= n
+	b.mu.Unlock()
 }
 
 // Waited records that the host received p's exit status (WaitProcess)
@@ -180,9 +220,18 @@ func (c *Container) release(p *Process) {
 	if !p.Init {
 		c.mu.Lock()
 		if c.execs[p.ID] == p {
-			delete(c.execs, p.ID)
+			c.forgetLocked(p.ID)
 		}
 		c.mu.Unlock()
 	}
 	p.closeIO()
+}
+
+// forgetLocked drops an exec entry (or reservation) and gives its place
+// in the budget back. Called with c.mu held.
+func (c *Container) forgetLocked(execID string) {
+	if _, ok := c.execs[execID]; ok {
+		delete(c.execs, execID)
+		c.policy.Budget.give(1)
+	}
 }

@@ -136,6 +136,9 @@ func testProcess(t *testing.T, c *Container, id string, isInit bool) (*Process, 
 	}
 	t.Cleanup(func() { e.close(); p.closeIO() })
 	if !isInit {
+		if err := c.policy.Budget.take(id, c.id); err != nil {
+			t.Fatal(err)
+		}
 		c.mu.Lock()
 		c.execs[id] = p
 		c.mu.Unlock()
@@ -320,8 +323,8 @@ func TestDrainedNeverWaitedHoldsNoDescriptors(t *testing.T) {
 		t.Fatal("closed with stderr unread")
 	}
 	drain(t, c, p, true)
-	if !isClosed(p) || !known(c, "e") {
-		t.Fatalf("closed %v known %v; want descriptors closed and the entry kept", isClosed(p), known(c, "e"))
+	if !isClosed(p) || !known(c, "e") || c.policy.Budget.Held() != 1 {
+		t.Fatalf("closed %v known %v budget %d; want descriptors closed and the entry kept", isClosed(p), known(c, "e"), c.policy.Budget.Held())
 	}
 	if code := wait(t, c, p); code != 7 || known(c, "e") {
 		t.Fatalf("status %d (want 7), known after wait %v", code, known(c, "e"))
@@ -347,24 +350,31 @@ func TestInitStdioClosedEntryKept(t *testing.T) {
 	}
 }
 
-// TestExecCap: a container that holds MaxExecs execs refuses another with
-// ResourceExhausted; a released one makes room.
-func TestExecCap(t *testing.T) {
-	c, clk := testContainer(t, ExecPolicy{MaxExecs: 2})
-	p1 := finished(t, c, "e1")
-	finished(t, c, "e2")
-	_, err := c.Exec("e3", &specs.Process{Args: []string{"true"}, Cwd: "/"})
+// TestExecBudget: containers sharing a budget refuse an exec beyond it
+// with ResourceExhausted, whichever container holds the execs; a
+// released exec makes room.
+func TestExecBudget(t *testing.T) {
+	b := NewExecBudget(2)
+	c1, clk := testContainer(t, ExecPolicy{Budget: b})
+	c2, _ := testContainer(t, ExecPolicy{Budget: b})
+	c2.id = "c2"
+	p1 := finished(t, c1, "e1")
+	finished(t, c2, "e2")
+	if b.Held() != 2 {
+		t.Fatalf("budget holds %d, want 2", b.Held())
+	}
+	_, err := c1.Exec("e3", &specs.Process{Args: []string{"true"}, Cwd: "/"})
 	if !errdefs.IsResourceExhausted(err) {
-		t.Fatalf("exec beyond the cap: %v, want ResourceExhausted", err)
+		t.Fatalf("exec beyond the budget: %v, want ResourceExhausted", err)
 	}
 	t.Log(err)
-	wait(t, c, p1)
+	if b.Held() != 2 || known(c1, "e3") {
+		t.Fatalf("refused exec left a reservation (budget %d)", b.Held())
+	}
+	wait(t, c1, p1)
 	clk.Advance(testGrace)
-	c.mu.Lock()
-	n := len(c.execs)
-	c.mu.Unlock()
-	if n != 1 {
-		t.Fatalf("%d execs held after one was released, want 1", n)
+	if b.Held() != 1 {
+		t.Fatalf("budget holds %d after one exec was released, want 1", b.Held())
 	}
 }
 

@@ -132,6 +132,11 @@ func New(cfg Config) *Sandbox {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Execs.Budget == nil {
+		// One budget for the sandbox: what bounds the agent's descriptors
+		// is the sum over its containers.
+		cfg.Execs.Budget = container.NewExecBudget(container.DefaultMaxExecs)
+	}
 	s := &Sandbox{cfg: cfg, log: cfg.Log, containers: map[string]*container.Container{}}
 	s.oom.init()
 	return s

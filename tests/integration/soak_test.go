@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
+	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -343,4 +344,44 @@ func TestExecBackgroundChildDoesNotHoldStreams(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	a.remove("box")
+}
+
+// TestExecBudget: the sandbox holds a bounded number of execs at once,
+// over all its containers; beyond it ExecProcess is ResourceExhausted,
+// and an exec whose status was collected makes room again.
+func TestExecBudget(t *testing.T) {
+	a := startAgent(t, func(c *sandbox.Config) { c.Execs.Budget = container.NewExecBudget(3) })
+	a.run("b1", a.spec(false, "/bin/sleep", "100000"))
+	a.run("b2", a.spec(false, "/bin/sleep", "100000"))
+	a.exec("b1", "s1", false, "/bin/sleep", "100000")
+	a.exec("b1", "s2", false, "/bin/sleep", "100000")
+	a.exec("b2", "s3", false, "/bin/sleep", "100000")
+	for _, cid := range []string{"b1", "b2"} {
+		_, err := a.cli.ExecProcess(ctxT(t, 30*time.Second), &pb.ExecProcessRequest{
+			ContainerId: cid, ExecId: "over", Process: a.spec(false, "/bin/true").Process,
+		})
+		wantCode(t, err, codes.ResourceExhausted, "the limit")
+	}
+	if _, err := a.cli.SignalProcess(ctxT(t, 30*time.Second), &pb.SignalProcessRequest{ContainerId: "b1", ExecId: "s1", Signal: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.wait("b1", "s1"); code != 128+9 {
+		t.Fatalf("killed exec status %d", code)
+	}
+	// Released within the grace period after the wait (nothing was read).
+	deadline := time.Now().Add(settleTime)
+	for {
+		_, err := a.cli.ExecProcess(ctxT(t, 30*time.Second), &pb.ExecProcessRequest{
+			ContainerId: "b2", ExecId: "again", Process: a.spec(false, "/bin/true").Process,
+		})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no room for an exec after one was waited for: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.remove("b1")
+	a.remove("b2")
 }
