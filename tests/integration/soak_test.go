@@ -27,7 +27,7 @@ import (
 // soakCount is how many execs (and a tenth as many containers) of each
 // kind run.
 func soakCount(t *testing.T) int {
-	n := 40
+	n := 30
 	if testing.Short() {
 		n = 10
 	}
