@@ -227,13 +227,13 @@ func (s *suite) testExecReleaseSoak(t *testing.T) {
 		s.soakExec(t, box, "warm-"+k.name, k)
 	}
 	base := s.quiesceAgent(t)
-	start := time.Now()
 	for _, k := range soakKinds {
+		start := time.Now()
 		for i := 0; i < n; i++ {
 			s.soakExec(t, box, fmt.Sprintf("%s-%d", k.name, i), k)
 		}
+		t.Logf("%d %s execs in %v; agent then %v", n, k.name, time.Since(start).Round(time.Millisecond), s.settleAgent(t, base))
 	}
-	t.Logf("%d execs in %v", n*len(soakKinds), time.Since(start).Round(time.Millisecond))
 	checkAgentFigures(t, fmt.Sprintf("%d execs of each of %d kinds", n, len(soakKinds)), base, s.settleAgent(t, base))
 
 	nc := max(n/5, 2)
@@ -245,7 +245,7 @@ func (s *suite) testExecReleaseSoak(t *testing.T) {
 	}
 	s.soakContainer(t, "soakc0", soakKinds[0]) // warm up
 	base = s.quiesceAgent(t)
-	start = time.Now()
+	start := time.Now()
 	for _, k := range soakKinds {
 		for i := 0; i < nc; i++ {
 			s.soakContainer(t, fmt.Sprintf("soakc%d", i), k)
