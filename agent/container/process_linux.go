@@ -231,10 +231,10 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byt
 	switch {
 	case err == nil:
 		return nil, nil
+	// EIO: every slave fd of the pty is closed. A deadline that is not the
+	// caller's: the process exited and no data came within the exit drain.
 	case errors.Is(err, io.EOF), p.tty && errors.Is(err, syscall.EIO),
-		// EIO: every slave fd of the pty is closed.
 		errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil && p.Exited():
-		// The process exited and no data came within the exit drain.
 		p.mu.Lock()
 		*eof = true
 		p.mu.Unlock()
