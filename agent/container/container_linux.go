@@ -48,6 +48,9 @@ type Options struct {
 	// HoldInit keeps a pidfd of the init process (see InitRunning), for a
 	// container whose pid namespace others join.
 	HoldInit bool
+	// Execs bounds exec'd processes and sets when finished processes are
+	// released (zero: defaults).
+	Execs ExecPolicy
 }
 
 // Container is one libcontainer container and its processes.
@@ -58,6 +61,7 @@ type Container struct {
 	lc     *libcontainer.Container
 	init   *Process
 	oom    *oomWatcher
+	policy ExecPolicy
 
 	cgroupPaths map[string]string // by controller; "" is the unified one
 
@@ -117,7 +121,7 @@ func Create(opts Options) (_ *Container, retErr error) {
 		}
 		return nil, fmt.Errorf("container %q: create: %w", opts.ID, err)
 	}
-	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, holdInit: opts.HoldInit}
+	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, holdInit: opts.HoldInit, policy: opts.Execs.withDefaults()}
 	defer func() {
 		if retErr != nil {
 			c.initHandle.close()
@@ -152,7 +156,7 @@ func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Pr
 	if err != nil {
 		return nil, fmt.Errorf("process %q: %w", id, err)
 	}
-	p := &Process{ID: id, Init: isInit, tty: sp.Terminal, lp: lp, done: make(chan struct{})}
+	p := &Process{ID: id, Init: isInit, tty: sp.Terminal, lp: lp, done: make(chan struct{}), policy: &c.policy}
 	var pipes *stdioPair
 	var console *consoleSocket
 	if sp.Terminal {
@@ -215,7 +219,12 @@ func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Pr
 	if c.reaper != nil {
 		disown = c.reaper.Disown
 	}
-	go p.waitLoop(disown)
+	go func() {
+		p.waitLoop(disown)
+		// The host may have read the streams to EOF before the exit was
+		// seen: give back what the process no longer needs.
+		c.settle(p)
+	}()
 	return p, nil
 }
 
@@ -265,6 +274,10 @@ func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrAlreadyExists)
 	}
+	if err := c.policy.Budget.take(execID, c.id); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
 	// Reserve the id; the start forks and must run without the lock.
 	c.execs[execID] = nil
 	c.mu.Unlock()
@@ -273,12 +286,17 @@ func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		delete(c.execs, execID)
+		c.forgetLocked(execID)
 		return nil, err
 	}
 	if c.removed {
 		// Removal raced with the start; the kill of the cgroup ends it.
 		_ = p.lp.Signal(unix.SIGKILL)
+		if _, ok := c.execs[execID]; !ok {
+			// Destroy is done and gave the reservation back.
+			p.closeIO()
+			return nil, fmt.Errorf("container %q is being removed: %w", c.id, errdefs.ErrNotFound)
+		}
 	}
 	c.execs[execID] = p
 	return p, nil
@@ -296,25 +314,6 @@ func (c *Container) Process(execID string) (*Process, error) {
 		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrNotFound)
 	}
 	return p, nil
-}
-
-// Release forgets an exec'd process once the host received its exit status
-// (WaitProcess) and drained its output, so long-lived containers do not
-// accumulate finished execs. Until then the entry stays, whatever the
-// order of the host's calls.
-func (c *Container) Release(execID string) {
-	if execID == "" || execID == c.id {
-		return
-	}
-	c.mu.Lock()
-	p := c.execs[execID]
-	if p == nil || !p.Exited() || !p.waitedAndDrained() {
-		c.mu.Unlock()
-		return
-	}
-	delete(c.execs, execID)
-	c.mu.Unlock()
-	p.closeIO()
 }
 
 // SignalAll signals every process of the container (all pids in its
@@ -413,6 +412,13 @@ func (c *Container) Destroy(ctx context.Context) error {
 	for _, p := range execs {
 		p.closeIO()
 	}
+	// The container is gone for the host whatever lc.Destroy said: give
+	// its execs' places in the budget back.
+	c.mu.Lock()
+	for id := range c.execs {
+		c.forgetLocked(id)
+	}
+	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("container %q: destroy: %w", c.id, err)
 	}

@@ -44,12 +44,17 @@ type Process struct {
 	done     chan struct{} // closed once the process has been waited for
 	exitCode int32         // valid after done
 
+	policy *ExecPolicy // the container's
+
 	mu          sync.Mutex
 	stdinClosed bool
 	waited      bool // a WaitProcess call got the exit status
 	outEOF      bool
 	errEOF      bool
 	closed      bool
+	// Release after the wait (release_linux.go).
+	releaseTimer       Timer
+	waitedAt, lastData time.Time
 }
 
 // Pid is the process id in the agent's pid namespace.
@@ -79,18 +84,10 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 	}
 }
 
-// MarkWaited records that the host received the exit status; together
-// with drained output it lets the container forget an exec'd process.
-func (p *Process) MarkWaited() {
-	p.mu.Lock()
-	p.waited = true
-	p.mu.Unlock()
-}
-
-func (p *Process) waitedAndDrained() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.waited && (p.stdout == nil || p.outEOF) && (p.tty || p.stderr == nil || p.errEOF)
+// drainedLocked reports whether every output stream is at EOF (or
+// closed). Called with p.mu held.
+func (p *Process) drainedLocked() bool {
+	return p.closed || ((p.stdout == nil || p.outEOF) && (p.tty || p.stderr == nil || p.errEOF))
 }
 
 // ExitStatus converts a wait status to the code the runtime expects.
@@ -118,9 +115,26 @@ func (p *Process) waitLoop(disown func(int)) {
 			code = ExitStatus(ws)
 		}
 	}
-	p.exitCode = code
 	disown(p.pid)
+	p.setExited(code)
+}
+
+// setExited records the exit code and wakes every waiter.
+func (p *Process) setExited(code int32) {
+	p.exitCode = code
+	p.mu.Lock()
 	close(p.done)
+	// Reads in flight now wait ExitDrain for more output at most: a child
+	// the process left behind may hold the streams open for ever.
+	if !p.closed {
+		dl := time.Now().Add(p.policy.ExitDrain)
+		for _, f := range []*os.File{p.stdout, p.stderr} {
+			if f != nil {
+				_ = f.SetReadDeadline(dl)
+			}
+		}
+	}
+	p.mu.Unlock()
 }
 
 // WriteStdin writes data to the process's stdin.
@@ -183,36 +197,44 @@ func (p *Process) ReadStderr(ctx context.Context, n int) ([]byte, error) {
 }
 
 func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byte, error) {
-	p.mu.Lock()
-	closed, atEOF := p.closed, *eof
-	p.mu.Unlock()
-	if f == nil || atEOF {
-		return nil, io.EOF
-	}
-	if closed {
-		return nil, fmt.Errorf("process %q: stdio closed: %w", p.ID, errdefs.ErrNotFound)
-	}
 	if n <= 0 {
 		n = defaultReadLen
 	}
 	if n > MaxReadLen {
 		n = MaxReadLen
 	}
+	p.mu.Lock()
+	// A closed stream was released after the wait: nothing more comes.
+	if f == nil || *eof || p.closed {
+		p.mu.Unlock()
+		return nil, io.EOF
+	}
+	// Set under the lock that waitLoop sets the exit deadline under, so
+	// neither overwrites the other's.
+	var deadline time.Time
+	if p.Exited() {
+		deadline = time.Now().Add(p.policy.ExitDrain)
+	}
+	_ = f.SetReadDeadline(deadline)
+	p.mu.Unlock()
 	buf := make([]byte, n)
 	// A cancelled call (connection gone) must not leave a reader behind.
 	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
 	got, err := f.Read(buf)
-	if !stop() {
-		_ = f.SetReadDeadline(time.Time{})
-	}
+	stop()
 	if got > 0 {
+		p.mu.Lock()
+		p.lastData = p.policy.Clock.Now()
+		p.mu.Unlock()
 		return buf[:got], nil
 	}
 	switch {
 	case err == nil:
 		return nil, nil
-	case errors.Is(err, io.EOF), p.tty && errors.Is(err, syscall.EIO):
-		// EIO: every slave fd of the pty is closed.
+	// EIO: every slave fd of the pty is closed. A deadline that is not the
+	// caller's: the process exited and no data came within the exit drain.
+	case errors.Is(err, io.EOF), p.tty && errors.Is(err, syscall.EIO),
+		errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil && p.Exited():
 		p.mu.Lock()
 		*eof = true
 		p.mu.Unlock()
@@ -220,7 +242,7 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byt
 	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, os.ErrClosed):
-		return nil, fmt.Errorf("process %q: stdio closed: %w", p.ID, errdefs.ErrNotFound)
+		return nil, io.EOF // released while the read waited
 	}
 	return nil, fmt.Errorf("process %q: read output: %w", p.ID, err)
 }
@@ -278,6 +300,10 @@ func (p *Process) closeIO() {
 		return
 	}
 	p.closed = true
+	if p.releaseTimer != nil {
+		p.releaseTimer.Stop()
+		p.releaseTimer = nil
+	}
 	for _, f := range []*os.File{p.stdin, p.stdout, p.stderr} {
 		if f != nil {
 			_ = f.Close() // the pty master appears twice; the second close is a no-op error

@@ -56,6 +56,8 @@ type Config struct {
 	// validating writer once wired); defaults to a strict local one.
 	WriteResolvConf func(path string, lines []string) error
 	Log             *slog.Logger
+	// Execs bounds exec'd processes and when finished ones are released.
+	Execs container.ExecPolicy
 }
 
 // Sandbox is the pod: its settings and containers.
@@ -131,6 +133,11 @@ func New(cfg Config) *Sandbox {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	if cfg.Execs.Budget == nil {
+		// One budget for the sandbox: what bounds the agent's descriptors
+		// is the sum over its containers.
+		cfg.Execs.Budget = container.NewExecBudget(container.DefaultMaxExecs)
 	}
 	s := &Sandbox{cfg: cfg, log: cfg.Log, containers: map[string]*container.Container{}}
 	s.oom.init()
@@ -331,6 +338,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		Log:         s.log,
 		OnOOM:       s.oom.push,
 		HoldInit:    pidns.hold,
+		Execs:       s.cfg.Execs,
 	})
 	if err != nil {
 		_ = removeBundle(bundle)
@@ -541,8 +549,7 @@ func (s *Sandbox) WaitProcess(ctx context.Context, cid, execID string) (int32, e
 	}
 	code, err := p.Wait(ctx)
 	if err == nil {
-		p.MarkWaited()
-		c.Release(execID)
+		c.Waited(p)
 	}
 	return code, err
 }

@@ -85,7 +85,8 @@ type agent struct {
 	cfg    sandbox.Config
 }
 
-func startAgent(t *testing.T) *agent {
+// startAgent starts an agent; opts adjust its sandbox configuration.
+func startAgent(t *testing.T, opts ...func(*sandbox.Config)) *agent {
 	t.Helper()
 	if skipWhy != "" {
 		t.Skip(skipWhy)
@@ -100,6 +101,9 @@ func startAgent(t *testing.T) *agent {
 		CgroupGroup: a.group,
 		Reaper:      theReaper,
 		Log:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	for _, o := range opts {
+		o(&a.cfg)
 	}
 	a.sb = sandbox.New(a.cfg)
 	srv, err := server.New(server.Options{Sandbox: a.sb, Log: a.cfg.Log})

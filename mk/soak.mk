@@ -1,0 +1,11 @@
+# Soak: the long variants of the release soaks. `make test` runs short ones
+# (tests/integration/soak_test.go on the host, TestE2E/ExecReleaseSoak in
+# QEMU); these run many more execs and containers.
+SOAK_N ?= 500
+E2E_SOAK_N ?= 200
+
+.PHONY: soak
+soak: image
+	SANDBOX_SOAK=$(SOAK_N) CGO_ENABLED=1 $(GO) test -count=1 -tags '$(AGENT_TAGS)' -timeout 60m -v -run 'TestSoak' ./tests/integration/
+	E2E_SOAK=$(E2E_SOAK_N) E2E_REQUIRE=1 E2E_IMAGE_DIR=$(E2E_IMAGE_DIR) $(GO) test -count=1 -tags e2e -timeout 60m -v \
+		-run 'TestE2E/(HealthCheck|CreateSandbox|ExecReleaseSoak|DestroySandboxPowersOff)$$' ./tests/e2e/
