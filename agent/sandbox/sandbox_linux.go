@@ -23,8 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
 
 // Defaults for the guest (package guestpath is the layout).

@@ -10,7 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
 
 // DefaultCopyRoot is where CopyFile may write: the shared-directory tree

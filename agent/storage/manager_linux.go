@@ -17,8 +17,8 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
 
 // DefaultRoot is the only tree the runtime may mount under in the guest.
