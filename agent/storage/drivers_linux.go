@@ -19,32 +19,15 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
 )
 
-// mountDriver mounts r and returns how to undo it.
-func (m *Manager) mountDriver(r *request) (func() error, error) {
-	switch r.st.Driver {
-	case DriverVirtioFS:
-		return m.mountFS(r.st.Source, r, "virtiofs", r.opts, nil)
-	case Driver9p:
-		return m.mountFS(r.st.Source, r, "9p", r.opts, nil)
-	case DriverLocal:
-		return m.mountLocal(r)
-	case DriverEphemeral:
-		return m.mountEphemeral(r)
-	case DriverBind:
-		return m.mountBind(r.st.Source, r.key, r.opts)
-	case DriverWatchableBind:
-		return m.mountWatchable(r)
-	case DriverBlk, DriverMMIOBlk, DriverSCSI:
-		return m.mountFS(r.device, r, r.st.Fstype, r.opts, func(root string) error {
-			if r.opts.ReadOnly() {
-				return nil // nothing can be chowned on a read-only mount
-			}
-			return applyFSGroup(root, r.st.FsGroup)
-		})
-	case DriverOverlayFS:
-		return m.mountOverlay(r)
-	}
-	return nil, invalid("unknown storage driver %q", short(r.st.Driver))
+// mountBlock mounts the block device resolved for r and gives the
+// filesystem to the pod's fsGroup.
+func (m *Manager) mountBlock(r *request) (func() error, error) {
+	return m.mountFS(r.device, r, r.st.Fstype, r.opts, func(root string) error {
+		if r.opts.ReadOnly() {
+			return nil // nothing can be chowned on a read-only mount
+		}
+		return applyFSGroup(root, r.st.FsGroup)
+	})
 }
 
 // mountFS mounts source on the directory r.key (created inside Root if
