@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -115,10 +116,10 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 		}
 		typ, ok := lookupType(d.Type)
 		if !ok {
-			return fmt.Errorf("device %d: unsupported device type %q: %w", i, trunc(d.Type), errdefs.ErrInvalidArgument)
+			return fmt.Errorf("device %d: unsupported device type %q: %w", i, hostinput.Clip(d.Type), errdefs.ErrInvalidArgument)
 		}
 		if !typ.guestDriver && (d.ContainerPath == "" || !filepath.IsAbs(d.ContainerPath)) {
-			return fmt.Errorf("device %d (%s %q): container_path %q is not absolute: %w", i, d.Type, trunc(d.Id), trunc(d.ContainerPath), errdefs.ErrInvalidArgument)
+			return fmt.Errorf("device %d (%s %q): container_path %q is not absolute: %w", i, d.Type, hostinput.Clip(d.Id), hostinput.Clip(d.ContainerPath), errdefs.ErrInvalidArgument)
 		}
 		if typ.vfio {
 			if len(d.Options) == 0 {
@@ -127,7 +128,7 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 			for _, opt := range d.Options {
 				host, path, ok := strings.Cut(opt, "=")
 				if !ok || host == "" || strings.Contains(path, "=") {
-					return fmt.Errorf("device %d (%s): option %q is not HOST_BDF=PCI_PATH: %w", i, d.Type, trunc(opt), errdefs.ErrInvalidArgument)
+					return fmt.Errorf("device %d (%s): option %q is not HOST_BDF=PCI_PATH: %w", i, d.Type, hostinput.Clip(opt), errdefs.ErrInvalidArgument)
 				}
 				if _, err := ParsePCIPath(path); err != nil {
 					return fmt.Errorf("device %d (%s): %w", i, d.Type, err)
@@ -135,7 +136,7 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 			}
 		}
 		if !typ.guestDriver && findSpecDevice(spec, d.ContainerPath) < 0 {
-			return fmt.Errorf("device %d (%s): no device %q in the OCI spec: %w", i, d.Type, trunc(d.ContainerPath), errdefs.ErrInvalidArgument)
+			return fmt.Errorf("device %d (%s): no device %q in the OCI spec: %w", i, d.Type, hostinput.Clip(d.ContainerPath), errdefs.ErrInvalidArgument)
 		}
 	}
 	var ups []update
@@ -150,7 +151,7 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 		}
 		info, err := r.stat(node)
 		if err != nil {
-			return fmt.Errorf("device %s %q: %w", d.Type, trunc(d.Id), err)
+			return fmt.Errorf("device %s %q: %w", d.Type, hostinput.Clip(d.Id), err)
 		}
 		idx := findSpecDevice(spec, d.ContainerPath)
 		sd := spec.Linux.Devices[idx]
@@ -179,21 +180,21 @@ func (r *Resolver) resolveVFIO(ctx context.Context, typ *deviceType, d *pb.Devic
 	for _, opt := range d.Options {
 		host, path, ok := strings.Cut(opt, "=")
 		if !ok || host == "" || strings.Contains(path, "=") {
-			return "", fmt.Errorf("device %s: option %q is not HOST_BDF=PCI_PATH: %w", d.Type, trunc(opt), ErrInvalid)
+			return "", fmt.Errorf("device %s: option %q is not HOST_BDF=PCI_PATH: %w", d.Type, hostinput.Clip(opt), ErrInvalid)
 		}
 		dir, err := w.PCIDevice(ctx, path)
 		if err != nil {
-			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, hostinput.Clip(host), err)
 		}
 		if typ.guestDriver {
 			continue
 		}
 		if err := bindVFIO(w.Sysfs, dir); err != nil {
-			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, hostinput.Clip(host), err)
 		}
 		g, err := iommuGroup(dir)
 		if err != nil {
-			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, hostinput.Clip(host), err)
 		}
 		if group != "" && g != group {
 			return "", fmt.Errorf("device %s: %s is in IOMMU group %s, not %s: %w", d.Type, path, g, group, errdefs.ErrFailedPrecondition)

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
 )
 
@@ -608,7 +609,7 @@ func (m *Manager) UpdateRoutes(ctx context.Context, routes []*typespb.Route) ([]
 			return nil, fmt.Errorf("route %d (%s): device %q: Link not found: %w", p.Pos, p, p.Device, errdefs.ErrNotFound)
 		}
 		if p.Src != nil && !local[p.Src.String()] {
-			return nil, invalid("route %d (%s): source %s is not an address of this guest", p.Pos, p, p.Src)
+			return nil, hostinput.Invalid("route %d (%s): source %s is not an address of this guest", p.Pos, p, p.Src)
 		}
 		nlRoutes = append(nlRoutes, toNetlinkRoute(p, l.Attrs().Index))
 	}
@@ -798,7 +799,7 @@ func routeOf(r netlink.Route, device string) *typespb.Route {
 // written are put back as they were.
 func (m *Manager) AddARPNeighbors(ctx context.Context, neighs []*typespb.ARPNeighbor) error {
 	if len(neighs) > maxNeighs {
-		return invalid("%d neighbours, more than %d", len(neighs), maxNeighs)
+		return hostinput.Invalid("%d neighbours, more than %d", len(neighs), maxNeighs)
 	}
 	plans := make([]neighPlan, 0, len(neighs))
 	for i, n := range neighs {

@@ -17,12 +17,10 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
-
-// DefaultRoot is the only tree the runtime may mount under in the guest.
-const DefaultRoot = guestpath.KataRoot
 
 // Driver names as the runtime sends them in Storage.driver.
 const (
@@ -65,7 +63,7 @@ type DeviceWaiter interface {
 
 // Config configures a Manager. Zero values select the guest defaults.
 type Config struct {
-	// Root confines every mount point (DefaultRoot).
+	// Root confines every mount point (guestpath.KataRoot).
 	Root string
 	// Mounter defaults to SysMounter.
 	Mounter Mounter
@@ -114,7 +112,7 @@ type Manager struct {
 // New returns a Manager.
 func New(cfg Config) *Manager {
 	if cfg.Root == "" {
-		cfg.Root = DefaultRoot
+		cfg.Root = guestpath.KataRoot
 	}
 	cfg.Root = filepath.Clean(cfg.Root)
 	if cfg.Mounter == nil {
@@ -252,42 +250,38 @@ func (m *Manager) MountPoints(owner string) []string {
 	return out
 }
 
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
-}
-
 // Confine checks that p is an absolute path strictly under root and
 // returns it cleaned (the key) and with symlinks resolved inside root (the
 // path to operate on).
 func Confine(root, p string) (key, target string, err error) {
 	if p == "" {
-		return "", "", invalid("empty path")
+		return "", "", hostinput.Invalid("empty path")
 	}
 	if strings.IndexByte(p, 0) >= 0 {
-		return "", "", invalid("path %q contains a NUL byte", short(p))
+		return "", "", hostinput.Invalid("path %q contains a NUL byte", hostinput.Clip(p))
 	}
 	if !filepath.IsAbs(p) {
-		return "", "", invalid("path %q is not absolute", short(p))
+		return "", "", hostinput.Invalid("path %q is not absolute", hostinput.Clip(p))
 	}
 	root = filepath.Clean(root)
 	key = filepath.Clean(p)
 	if key == root || !strings.HasPrefix(key, root+"/") {
-		return "", "", invalid("path %q is outside %s", short(p), root)
+		return "", "", hostinput.Invalid("path %q is outside %s", hostinput.Clip(p), root)
 	}
 	target, err = securejoin.SecureJoin(root, strings.TrimPrefix(key, root))
 	if err != nil {
-		return "", "", fmt.Errorf("resolve %q under %s: %w", short(p), root, err)
+		return "", "", fmt.Errorf("resolve %q under %s: %w", hostinput.Clip(p), root, err)
 	}
 	return key, target, nil
 }
 
 func (m *Manager) validate(st *pb.Storage) (*request, error) {
 	if st == nil {
-		return nil, invalid("empty storage")
+		return nil, hostinput.Invalid("empty storage")
 	}
 	drv, ok := lookupDriver(st.Driver)
 	if !ok {
-		return nil, invalid("unknown storage driver %q", short(st.Driver))
+		return nil, hostinput.Invalid("unknown storage driver %q", hostinput.Clip(st.Driver))
 	}
 	key, target, err := Confine(m.cfg.Root, st.MountPoint)
 	if err != nil {
@@ -325,7 +319,7 @@ func fsGIDOption(opts MountOptions) (int, error) {
 	}
 	n, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || n == 1<<32-1 {
-		return -1, invalid("fsgid %q is not a group id", short(v))
+		return -1, hostinput.Invalid("fsgid %q is not a group id", hostinput.Clip(v))
 	}
 	return int(n), nil
 }
@@ -339,7 +333,7 @@ func (m *Manager) resolveDevice(ctx context.Context, r *request) error {
 	}
 	node, err := r.drv.device(m.cfg.Devices, ctx, r.st.Source)
 	if err != nil {
-		return fmt.Errorf("%s storage at %s: device %q: %w", r.st.Driver, r.key, short(r.st.Source), err)
+		return fmt.Errorf("%s storage at %s: device %q: %w", r.st.Driver, r.key, hostinput.Clip(r.st.Source), err)
 	}
 	r.device = node
 	return nil

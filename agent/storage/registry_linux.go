@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // driver is everything the manager knows about one Storage.driver value.
@@ -70,7 +72,7 @@ func Drivers() []string {
 
 func checkShareTag(_ *Manager, r *request) error {
 	if r.st.Source == "" {
-		return invalid("%s storage at %s: empty source (the share's tag)", r.st.Driver, r.key)
+		return hostinput.Invalid("%s storage at %s: empty source (the share's tag)", r.st.Driver, r.key)
 	}
 	return nil
 }
@@ -80,22 +82,22 @@ func checkEphemeral(_ *Manager, r *request) error {
 	case "", "tmpfs", "hugetlbfs":
 		return nil
 	}
-	return invalid("ephemeral storage at %s: fstype %q is neither tmpfs nor hugetlbfs", r.key, short(r.st.Fstype))
+	return hostinput.Invalid("ephemeral storage at %s: fstype %q is neither tmpfs nor hugetlbfs", r.key, hostinput.Clip(r.st.Fstype))
 }
 
 func checkBindSource(_ *Manager, r *request) error {
 	if !filepath.IsAbs(r.st.Source) {
-		return invalid("%s storage at %s: source %q is not an absolute path", r.st.Driver, r.key, short(r.st.Source))
+		return hostinput.Invalid("%s storage at %s: source %q is not an absolute path", r.st.Driver, r.key, hostinput.Clip(r.st.Source))
 	}
 	return nil
 }
 
 func checkBlock(_ *Manager, r *request) error {
 	if r.st.Source == "" {
-		return invalid("%s storage at %s: empty source", r.st.Driver, r.key)
+		return hostinput.Invalid("%s storage at %s: empty source", r.st.Driver, r.key)
 	}
 	if r.st.Fstype == "" {
-		return invalid("%s storage at %s: empty fstype", r.st.Driver, r.key)
+		return hostinput.Invalid("%s storage at %s: empty fstype", r.st.Driver, r.key)
 	}
 	return nil
 }
@@ -104,7 +106,7 @@ func checkBlock(_ *Manager, r *request) error {
 func checkOverlay(m *Manager, r *request) error {
 	lower, ok := r.opts.Value("lowerdir")
 	if !ok {
-		return invalid("overlayfs storage at %s: no lowerdir option", r.key)
+		return hostinput.Invalid("overlayfs storage at %s: no lowerdir option", r.key)
 	}
 	for _, l := range strings.Split(lower, ":") {
 		if _, err := relUnder(m.cfg.Root, l); err != nil {

@@ -490,10 +490,3 @@ func (m *mux) close() {
 	m.resetAll()
 	m.wg.Wait()
 }
-
-// numConns reports how many streams are open.
-func (m *mux) numConns() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.conns)
-}
