@@ -1,12 +1,10 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,19 +43,7 @@ func TestAgentctlNetworkAgainstNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	path := filepath.Join(t.TempDir(), "a.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr := network.New(network.Options{Handle: h})
-	srv, err := server.New(server.Options{Network: mgr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go srv.Serve(ctx, l)
-	t.Cleanup(cancel)
+	path := serveOpts(t, server.Options{Network: network.New(network.Options{Handle: h})})
 	run := func(args ...string) (string, string, int) { return runAgentctl(t, path, args...) }
 	if o, e, rc := run("update-interface", "--hwaddr", "02:00:00:00:0d:01", "--name", "eth0", "--mtu", "1450", "--addr", "10.4.0.2/24"); rc != 0 || !strings.Contains(o, "eth0") {
 		t.Fatalf("update-interface rc=%d out=%q err=%q", rc, o, e)
