@@ -26,7 +26,9 @@ func TestHostImportsNoAgentPackage(t *testing.T) {
 	checked := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		pkg, imports, _ := strings.Cut(line, ": ")
-		if !strings.HasPrefix(pkg, module) {
+		// Edges from outside agent/ into it are the fault; agent's own
+		// imports only follow from one.
+		if !strings.HasPrefix(pkg, module) || strings.HasPrefix(pkg, module+"agent/") {
 			continue
 		}
 		checked++
