@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // MaxIDLen bounds container and exec ids.
@@ -16,7 +18,7 @@ const MaxIDLen = 256
 // anything else is refused with an error naming the problem.
 func ValidateID(kind, id string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("%s %q: %s: %w", kind, truncate(id), why, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s %q: %s: %w", kind, hostinput.Clip(id), why, errdefs.ErrInvalidArgument)
 	}
 	switch {
 	case id == "":
@@ -41,11 +43,4 @@ func ValidateID(kind, id string) error {
 		}
 	}
 	return nil
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

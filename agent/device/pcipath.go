@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // ErrInvalid is wrapped by errors about malformed device descriptions; it
@@ -49,32 +51,25 @@ func ParsePCIPath(s string) (PCIPath, error) {
 	}
 	parts := strings.Split(s, "/")
 	if len(parts) > maxPCIDepth {
-		return nil, fmt.Errorf("PCI path %q deeper than %d: %w", trunc(s), maxPCIDepth, ErrInvalid)
+		return nil, fmt.Errorf("PCI path %q deeper than %d: %w", hostinput.Clip(s), maxPCIDepth, ErrInvalid)
 	}
 	p := make(PCIPath, 0, len(parts))
 	for _, part := range parts {
 		slot, fn, hasFn := strings.Cut(part, ".")
 		sv, err := strconv.ParseUint(slot, 16, 8)
 		if err != nil || slot == "" || len(slot) > 2 || sv > 31 {
-			return nil, fmt.Errorf("PCI path %q: slot %q is not a hex number 00..1f: %w", trunc(s), trunc(slot), ErrInvalid)
+			return nil, fmt.Errorf("PCI path %q: slot %q is not a hex number 00..1f: %w", hostinput.Clip(s), hostinput.Clip(slot), ErrInvalid)
 		}
 		var fv uint64
 		if hasFn {
 			fv, err = strconv.ParseUint(fn, 16, 8)
 			if err != nil || len(fn) != 1 || fv > 7 {
-				return nil, fmt.Errorf("PCI path %q: function %q is not 0..7: %w", trunc(s), trunc(fn), ErrInvalid)
+				return nil, fmt.Errorf("PCI path %q: function %q is not 0..7: %w", hostinput.Clip(s), hostinput.Clip(fn), ErrInvalid)
 			}
 		}
 		p = append(p, SlotFn{Slot: uint8(sv), Fn: uint8(fv)})
 	}
 	return p, nil
-}
-
-func trunc(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 // DefaultRootBus is the PCI host bridge of a q35 or pc machine.

@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -22,6 +23,58 @@ const (
 	TypeVFIOGK   = "vfio-pci-gk"
 	TypeVFIOMode = "vfio"
 )
+
+// deviceType is everything the resolver knows about one Device.type. The
+// types table below is the one list of them: validation, resolution and
+// GetGuestDetails' device_handlers (Types) all read it.
+type deviceType struct {
+	name string
+	// vfio: options list the PCI functions as HOST_BDF=GUEST_PCI_PATH.
+	vfio bool
+	// guestDriver: the functions stay with their guest drivers and the
+	// container gets no node (no container_path, nothing in the spec).
+	guestDriver bool
+	// resolve waits for the device and returns its guest node ("" when
+	// there is none).
+	resolve func(r *Resolver, ctx context.Context, typ *deviceType, d *pb.Device) (string, error)
+}
+
+var types = []deviceType{
+	{name: TypeBlk, resolve: func(r *Resolver, ctx context.Context, _ *deviceType, d *pb.Device) (string, error) {
+		if d.Id == "" && d.VmPath != "" {
+			return r.Waiter.BlockMMIO(ctx, d.VmPath)
+		}
+		return r.Waiter.BlockPCI(ctx, d.Id)
+	}},
+	{name: TypeMMIOBlk, resolve: func(r *Resolver, ctx context.Context, _ *deviceType, d *pb.Device) (string, error) {
+		return r.Waiter.BlockMMIO(ctx, d.VmPath)
+	}},
+	{name: TypeSCSI, resolve: func(r *Resolver, ctx context.Context, _ *deviceType, d *pb.Device) (string, error) {
+		return r.Waiter.SCSI(ctx, d.Id)
+	}},
+	{name: TypeVFIOPCI, vfio: true, resolve: (*Resolver).resolveVFIO},
+	{name: TypeVFIOMode, vfio: true, resolve: (*Resolver).resolveVFIO},
+	{name: TypeVFIOGK, vfio: true, guestDriver: true, resolve: (*Resolver).resolveVFIO},
+}
+
+func lookupType(name string) (*deviceType, bool) {
+	for i := range types {
+		if types[i].name == name {
+			return &types[i], true
+		}
+	}
+	return nil, false
+}
+
+// Types lists the Device.type values Apply handles (for GetGuestDetails'
+// device_handlers).
+func Types() []string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = t.name
+	}
+	return names
+}
 
 // NodeInfo describes a device node.
 type NodeInfo struct {
@@ -61,35 +114,35 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 		if d == nil {
 			return fmt.Errorf("device %d is empty: %w", i, errdefs.ErrInvalidArgument)
 		}
-		switch d.Type {
-		case TypeBlk, TypeMMIOBlk, TypeSCSI, TypeVFIOPCI, TypeVFIOMode, TypeVFIOGK:
-		default:
-			return fmt.Errorf("device %d: unsupported device type %q: %w", i, trunc(d.Type), errdefs.ErrInvalidArgument)
+		typ, ok := lookupType(d.Type)
+		if !ok {
+			return fmt.Errorf("device %d: unsupported device type %q: %w", i, hostinput.Clip(d.Type), errdefs.ErrInvalidArgument)
 		}
-		if d.Type != TypeVFIOGK && (d.ContainerPath == "" || !filepath.IsAbs(d.ContainerPath)) {
-			return fmt.Errorf("device %d (%s %q): container_path %q is not absolute: %w", i, d.Type, trunc(d.Id), trunc(d.ContainerPath), errdefs.ErrInvalidArgument)
+		if !typ.guestDriver && (d.ContainerPath == "" || !filepath.IsAbs(d.ContainerPath)) {
+			return fmt.Errorf("device %d (%s %q): container_path %q is not absolute: %w", i, d.Type, hostinput.Clip(d.Id), hostinput.Clip(d.ContainerPath), errdefs.ErrInvalidArgument)
 		}
-		if d.Type == TypeVFIOPCI || d.Type == TypeVFIOMode || d.Type == TypeVFIOGK {
+		if typ.vfio {
 			if len(d.Options) == 0 {
 				return fmt.Errorf("device %d (%s): no HOST_BDF=PCI_PATH options: %w", i, d.Type, errdefs.ErrInvalidArgument)
 			}
 			for _, opt := range d.Options {
 				host, path, ok := strings.Cut(opt, "=")
 				if !ok || host == "" || strings.Contains(path, "=") {
-					return fmt.Errorf("device %d (%s): option %q is not HOST_BDF=PCI_PATH: %w", i, d.Type, trunc(opt), errdefs.ErrInvalidArgument)
+					return fmt.Errorf("device %d (%s): option %q is not HOST_BDF=PCI_PATH: %w", i, d.Type, hostinput.Clip(opt), errdefs.ErrInvalidArgument)
 				}
 				if _, err := ParsePCIPath(path); err != nil {
 					return fmt.Errorf("device %d (%s): %w", i, d.Type, err)
 				}
 			}
 		}
-		if d.Type != TypeVFIOGK && findSpecDevice(spec, d.ContainerPath) < 0 {
-			return fmt.Errorf("device %d (%s): no device %q in the OCI spec: %w", i, d.Type, trunc(d.ContainerPath), errdefs.ErrInvalidArgument)
+		if !typ.guestDriver && findSpecDevice(spec, d.ContainerPath) < 0 {
+			return fmt.Errorf("device %d (%s): no device %q in the OCI spec: %w", i, d.Type, hostinput.Clip(d.ContainerPath), errdefs.ErrInvalidArgument)
 		}
 	}
 	var ups []update
 	for _, d := range devices {
-		node, err := r.resolve(ctx, d)
+		typ, _ := lookupType(d.Type)
+		node, err := typ.resolve(r, ctx, typ, d)
 		if err != nil {
 			return err
 		}
@@ -98,12 +151,12 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 		}
 		info, err := r.stat(node)
 		if err != nil {
-			return fmt.Errorf("device %s %q: %w", d.Type, trunc(d.Id), err)
+			return fmt.Errorf("device %s %q: %w", d.Type, hostinput.Clip(d.Id), err)
 		}
 		idx := findSpecDevice(spec, d.ContainerPath)
 		sd := spec.Linux.Devices[idx]
 		u := update{typ: sd.Type, hostMaj: sd.Major, hostMin: sd.Minor, guest: info, origPath: d.ContainerPath, guestPath: d.ContainerPath}
-		if d.Type == TypeVFIOPCI || d.Type == TypeVFIOMode {
+		if typ.vfio {
 			// The container sees the guest's group number.
 			u.guestPath = filepath.Join(filepath.Dir(d.ContainerPath), filepath.Base(node))
 		}
@@ -113,29 +166,12 @@ func (r *Resolver) Apply(ctx context.Context, devices []*pb.Device, spec *specs.
 	return nil
 }
 
-func (r *Resolver) resolve(ctx context.Context, d *pb.Device) (string, error) {
-	w := r.Waiter
-	switch d.Type {
-	case TypeBlk:
-		if d.Id == "" && d.VmPath != "" {
-			return w.BlockMMIO(ctx, d.VmPath)
-		}
-		return w.BlockPCI(ctx, d.Id)
-	case TypeMMIOBlk:
-		return w.BlockMMIO(ctx, d.VmPath)
-	case TypeSCSI:
-		return w.SCSI(ctx, d.Id)
-	default: // vfio-pci, vfio, vfio-pci-gk
-		return r.resolveVFIO(ctx, d)
-	}
-}
-
 // resolveVFIO waits for every function the runtime lists in options as
 // "HOST_BDF=GUEST_PCI_PATH". With the guest-kernel variant the functions
 // stay with their guest drivers and nothing in the spec changes; otherwise
 // they are bound to vfio-pci, must share one IOMMU group, and that
 // group's node replaces the host's in the spec.
-func (r *Resolver) resolveVFIO(ctx context.Context, d *pb.Device) (string, error) {
+func (r *Resolver) resolveVFIO(ctx context.Context, typ *deviceType, d *pb.Device) (string, error) {
 	w := r.Waiter
 	if len(d.Options) == 0 {
 		return "", fmt.Errorf("device %s: no HOST_BDF=PCI_PATH options: %w", d.Type, ErrInvalid)
@@ -144,28 +180,28 @@ func (r *Resolver) resolveVFIO(ctx context.Context, d *pb.Device) (string, error
 	for _, opt := range d.Options {
 		host, path, ok := strings.Cut(opt, "=")
 		if !ok || host == "" || strings.Contains(path, "=") {
-			return "", fmt.Errorf("device %s: option %q is not HOST_BDF=PCI_PATH: %w", d.Type, trunc(opt), ErrInvalid)
+			return "", fmt.Errorf("device %s: option %q is not HOST_BDF=PCI_PATH: %w", d.Type, hostinput.Clip(opt), ErrInvalid)
 		}
 		dir, err := w.PCIDevice(ctx, path)
 		if err != nil {
-			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, hostinput.Clip(host), err)
 		}
-		if d.Type == TypeVFIOGK {
+		if typ.guestDriver {
 			continue
 		}
 		if err := bindVFIO(w.Sysfs, dir); err != nil {
-			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, hostinput.Clip(host), err)
 		}
 		g, err := iommuGroup(dir)
 		if err != nil {
-			return "", fmt.Errorf("device %s (host %s): %w", d.Type, trunc(host), err)
+			return "", fmt.Errorf("device %s (host %s): %w", d.Type, hostinput.Clip(host), err)
 		}
 		if group != "" && g != group {
 			return "", fmt.Errorf("device %s: %s is in IOMMU group %s, not %s: %w", d.Type, path, g, group, errdefs.ErrFailedPrecondition)
 		}
 		group = g
 	}
-	if d.Type == TypeVFIOGK {
+	if typ.guestDriver {
 		return "", nil
 	}
 	return w.VFIONode(ctx, group)
@@ -258,10 +294,4 @@ func applyUpdates(spec *specs.Spec, ups []update) {
 		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &maj, Minor: &min, Access: "rwm"})
 	}
 	spec.Linux.Resources.Devices = rules
-}
-
-// Types lists the Device.type values Apply handles (for GetGuestDetails'
-// device_handlers).
-func Types() []string {
-	return []string{TypeBlk, TypeMMIOBlk, TypeSCSI, TypeVFIOPCI, TypeVFIOMode, TypeVFIOGK}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
 )
 
@@ -137,7 +138,7 @@ func (w *Waiter) BlockPCI(ctx context.Context, pciPath string) (string, error) {
 func (w *Waiter) BlockMMIO(ctx context.Context, vmPath string) (string, error) {
 	name, ok := strings.CutPrefix(vmPath, "/dev/")
 	if !ok || !simpleName(name) {
-		return "", fmt.Errorf("mmio block device path %q is not /dev/NAME: %w", trunc(vmPath), ErrInvalid)
+		return "", fmt.Errorf("mmio block device path %q is not /dev/NAME: %w", hostinput.Clip(vmPath), ErrInvalid)
 	}
 	match := func(ev uevent.Event) bool {
 		return ev.Subsystem == "block" && ev.DevName == name && strings.HasSuffix(ev.DevPath, "/block/"+name)
@@ -158,7 +159,7 @@ func (w *Waiter) BlockMMIO(ctx context.Context, vmPath string) (string, error) {
 func (w *Waiter) SCSI(ctx context.Context, addr string) (string, error) {
 	id, lun, ok := strings.Cut(addr, ":")
 	if !ok || !decimal(id) || !decimal(lun) {
-		return "", fmt.Errorf("SCSI address %q is not ID:LUN: %w", trunc(addr), ErrInvalid)
+		return "", fmt.Errorf("SCSI address %q is not ID:LUN: %w", hostinput.Clip(addr), ErrInvalid)
 	}
 	hosts, _ := filepath.Glob(filepath.Join(w.Sysfs.root(), "class/scsi_host/host*/scan"))
 	for _, scan := range hosts {
@@ -218,7 +219,7 @@ func iommuGroup(dir string) (string, error) {
 // VFIONode waits for the VFIO group node of an IOMMU group (/dev/vfio/N).
 func (w *Waiter) VFIONode(ctx context.Context, group string) (string, error) {
 	if !decimal(group) {
-		return "", fmt.Errorf("IOMMU group %q is not a number: %w", trunc(group), ErrInvalid)
+		return "", fmt.Errorf("IOMMU group %q is not a number: %w", hostinput.Clip(group), ErrInvalid)
 	}
 	node := filepath.Join(w.devRoot(), "vfio", group)
 	devPath := "/devices/virtual/vfio/" + group

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/containerd/errdefs"
-
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
 )
 
@@ -46,26 +45,21 @@ const (
 	maxNeighs = 4096
 )
 
-// invalid builds an InvalidArgument error naming the problem.
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
-}
-
 // ValidateName checks an interface name the way the kernel's
 // dev_valid_name does: 1 to 15 bytes, not "." or "..", no '/', ':', white
 // space or control characters.
 func ValidateName(name string) error {
 	switch {
 	case name == "":
-		return invalid("interface name is empty")
+		return hostinput.Invalid("interface name is empty")
 	case len(name) > MaxNameLen:
-		return invalid("interface name %q is %d bytes, longer than %d", name, len(name), MaxNameLen)
+		return hostinput.Invalid("interface name %q is %d bytes, longer than %d", name, len(name), MaxNameLen)
 	case name == "." || name == "..":
-		return invalid("interface name %q is not allowed", name)
+		return hostinput.Invalid("interface name %q is not allowed", name)
 	}
 	for _, r := range name {
 		if r == '/' || r == ':' || unicode.IsSpace(r) || !unicode.IsPrint(r) || r == unicode.ReplacementChar {
-			return invalid("interface name %q contains %q", name, r)
+			return hostinput.Invalid("interface name %q contains %q", name, r)
 		}
 	}
 	return nil
@@ -86,15 +80,15 @@ type ifacePlan struct {
 func parseInterface(iface *typespb.Interface) (ifacePlan, error) {
 	var p ifacePlan
 	if iface == nil {
-		return p, invalid("interface is missing from the request")
+		return p, hostinput.Invalid("interface is missing from the request")
 	}
 	hw := strings.TrimSpace(iface.GetHwAddr())
 	if hw == "" {
-		return p, invalid("interface %q: hardware address is empty", iface.GetName())
+		return p, hostinput.Invalid("interface %q: hardware address is empty", iface.GetName())
 	}
 	mac, err := net.ParseMAC(hw)
 	if err != nil {
-		return p, invalid("interface %q: hardware address %q: %v", iface.GetName(), hw, err)
+		return p, hostinput.Invalid("interface %q: hardware address %q: %v", iface.GetName(), hw, err)
 	}
 	p.HwAddr = mac
 	if err := ValidateName(iface.GetName()); err != nil {
@@ -103,7 +97,7 @@ func parseInterface(iface *typespb.Interface) (ifacePlan, error) {
 	p.Name = iface.GetName()
 
 	if n := len(iface.GetIPAddresses()); n > maxAddrs {
-		return p, invalid("interface %q: %d addresses, more than %d", p.Name, n, maxAddrs)
+		return p, hostinput.Invalid("interface %q: %d addresses, more than %d", p.Name, n, maxAddrs)
 	}
 	hasV6 := false
 	seen := map[string]bool{}
@@ -133,7 +127,7 @@ func parseInterface(iface *typespb.Interface) (ifacePlan, error) {
 		if hasV6 && mtu >= MinMTU && mtu < MinMTUv6 {
 			why = " (the interface has IPv6 addresses)"
 		}
-		return p, invalid("interface %q: MTU %d is out of range [%d, %d]%s", p.Name, mtu, lo, MaxMTU, why)
+		return p, hostinput.Invalid("interface %q: MTU %d is out of range [%d, %d]%s", p.Name, mtu, lo, MaxMTU, why)
 	}
 	p.MTU = int(mtu)
 	p.NoARP = iface.GetRawFlags()&iffNoARP != 0
@@ -145,11 +139,11 @@ func parseInterface(iface *typespb.Interface) (ifacePlan, error) {
 // An address written in CIDR form with an empty mask is accepted too.
 func parseIPAddress(a *typespb.IPAddress) (*net.IPNet, error) {
 	if a == nil {
-		return nil, invalid("address is missing")
+		return nil, hostinput.Invalid("address is missing")
 	}
 	addrStr, mask := strings.TrimSpace(a.GetAddress()), strings.TrimSpace(a.GetMask())
 	if addrStr == "" {
-		return nil, invalid("address is empty")
+		return nil, hostinput.Invalid("address is empty")
 	}
 	if i := strings.IndexByte(addrStr, '/'); i >= 0 && mask == "" {
 		addrStr, mask = addrStr[:i], addrStr[i+1:]
@@ -159,15 +153,15 @@ func parseIPAddress(a *typespb.IPAddress) (*net.IPNet, error) {
 		return nil, err
 	}
 	if a.GetFamily() == typespb.IPFamily_v6 && ip.To4() != nil {
-		return nil, invalid("address %s is IPv4 but its family says IPv6", addrStr)
+		return nil, hostinput.Invalid("address %s is IPv4 but its family says IPv6", addrStr)
 	}
 	bits := 8 * len(ip)
 	if mask == "" {
-		return nil, invalid("address %s: mask is empty", addrStr)
+		return nil, hostinput.Invalid("address %s: mask is empty", addrStr)
 	}
 	ones, err := parseMask(mask, bits)
 	if err != nil {
-		return nil, invalid("address %s: %v", addrStr, err)
+		return nil, hostinput.Invalid("address %s: %v", addrStr, err)
 	}
 	return &net.IPNet{IP: ip, Mask: net.CIDRMask(ones, bits)}, nil
 }
@@ -177,10 +171,10 @@ func parseIPAddress(a *typespb.IPAddress) (*net.IPNet, error) {
 func parseIP(s string) (net.IP, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return nil, invalid("IP address %q is not valid", s)
+		return nil, hostinput.Invalid("IP address %q is not valid", s)
 	}
 	if a.Zone() != "" {
-		return nil, invalid("IP address %q has a zone, which is not supported here", s)
+		return nil, hostinput.Invalid("IP address %q has a zone, which is not supported here", s)
 	}
 	return net.IP(a.Unmap().AsSlice()), nil
 }
@@ -238,10 +232,10 @@ func (r routePlan) String() string {
 func parseRoute(pos int, r *typespb.Route) (routePlan, error) {
 	p := routePlan{Pos: pos}
 	if r == nil {
-		return p, invalid("route %d is missing", pos)
+		return p, hostinput.Invalid("route %d is missing", pos)
 	}
 	fail := func(format string, args ...any) error {
-		return invalid("route %d (dest %q gateway %q device %q): %s", pos, r.GetDest(), r.GetGateway(), r.GetDevice(), fmt.Sprintf(format, args...))
+		return hostinput.Invalid("route %d (dest %q gateway %q device %q): %s", pos, r.GetDest(), r.GetGateway(), r.GetDevice(), fmt.Sprintf(format, args...))
 	}
 	if err := ValidateName(r.GetDevice()); err != nil {
 		return p, fmt.Errorf("route %d: device: %w", pos, err)
@@ -366,7 +360,7 @@ func parseDest(s string) (*net.IPNet, error) {
 // request order.
 func parseRoutes(routes []*typespb.Route) ([]routePlan, error) {
 	if len(routes) > maxRoutes {
-		return nil, invalid("%d routes, more than %d", len(routes), maxRoutes)
+		return nil, hostinput.Invalid("%d routes, more than %d", len(routes), maxRoutes)
 	}
 	var direct, viaGw []routePlan
 	for i, r := range routes {
@@ -407,7 +401,7 @@ func checkGateways(routes []routePlan, onLink map[string][]*net.IPNet) error {
 			ok = n.Contains(r.Gw)
 		}
 		if !ok {
-			return invalid("route %d (%s): gateway %s is not reachable: no address or route without gateway on %s covers it",
+			return hostinput.Invalid("route %d (%s): gateway %s is not reachable: no address or route without gateway on %s covers it",
 				r.Pos, r, r.Gw, r.Device)
 		}
 	}
@@ -427,10 +421,10 @@ type neighPlan struct {
 func parseNeighbor(pos int, n *typespb.ARPNeighbor) (neighPlan, error) {
 	var p neighPlan
 	if n == nil {
-		return p, invalid("neighbour %d is missing", pos)
+		return p, hostinput.Invalid("neighbour %d is missing", pos)
 	}
 	if n.GetToIPAddress() == nil || strings.TrimSpace(n.GetToIPAddress().GetAddress()) == "" {
-		return p, invalid("neighbour %d: IP address is empty", pos)
+		return p, hostinput.Invalid("neighbour %d: IP address is empty", pos)
 	}
 	ip, err := parseIP(strings.TrimSpace(n.GetToIPAddress().GetAddress()))
 	if err != nil {
@@ -444,7 +438,7 @@ func parseNeighbor(pos int, n *typespb.ARPNeighbor) (neighPlan, error) {
 	if ll := strings.TrimSpace(n.GetLladdr()); ll != "" {
 		mac, err := net.ParseMAC(ll)
 		if err != nil {
-			return p, invalid("neighbour %d (%s): link-layer address %q: %v", pos, ip, ll, err)
+			return p, hostinput.Invalid("neighbour %d (%s): link-layer address %q: %v", pos, ip, ll, err)
 		}
 		p.MAC = mac
 	}
@@ -452,12 +446,12 @@ func parseNeighbor(pos int, n *typespb.ARPNeighbor) (neighPlan, error) {
 	case st == 0:
 		p.State = nudPermanent
 	case st < 0 || st > 0xff:
-		return p, invalid("neighbour %d (%s): state %#x is not a NUD state", pos, ip, st)
+		return p, hostinput.Invalid("neighbour %d (%s): state %#x is not a NUD state", pos, ip, st)
 	default:
 		p.State = int(st)
 	}
 	if n.GetFlags() < 0 || n.GetFlags() > 0xff {
-		return p, invalid("neighbour %d (%s): flags %#x are out of range", pos, ip, n.GetFlags())
+		return p, hostinput.Invalid("neighbour %d (%s): flags %#x are out of range", pos, ip, n.GetFlags())
 	}
 	p.Flags = int(n.GetFlags())
 	return p, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 )
 
@@ -59,7 +60,7 @@ func (t IPTables) Restore(ctx context.Context, ipv6 bool, data []byte) ([]byte, 
 		tool = "ip6tables-restore"
 	}
 	if bytes.IndexByte(data, 0) >= 0 {
-		return nil, invalid("%s input contains a NUL byte", tool)
+		return nil, hostinput.Invalid("%s input contains a NUL byte", tool)
 	}
 	out, err := t.run(ctx, tool, data)
 	var exitErr *exec.ExitError

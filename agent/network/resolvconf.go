@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // Bounds on resolv.conf content from the runtime. The content itself is
@@ -29,7 +31,7 @@ func resolvConfContent(lines []string) (string, error) {
 		size += len(l) + 1
 	}
 	if size > maxResolvBytes {
-		return "", invalid("resolv.conf is %d bytes, more than %d", size, maxResolvBytes)
+		return "", hostinput.Invalid("resolv.conf is %d bytes, more than %d", size, maxResolvBytes)
 	}
 	joined := strings.Join(lines, "\n")
 	joined = strings.ReplaceAll(joined, "\r\n", "\n")
@@ -44,7 +46,7 @@ func resolvConfContent(lines []string) (string, error) {
 		out = out[:n-1]
 	}
 	if len(out) > maxResolvLines {
-		return "", invalid("resolv.conf has %d lines, more than %d", len(out), maxResolvLines)
+		return "", hostinput.Invalid("resolv.conf has %d lines, more than %d", len(out), maxResolvLines)
 	}
 	if len(out) == 0 {
 		return "", nil

@@ -94,41 +94,6 @@ func MkdirAllInRoot(root, p string, mode os.FileMode) (*os.File, bool, error) {
 	return f, true, nil
 }
 
-// CreateFileInRoot makes p (an absolute path below root) an empty regular
-// file if nothing is there, creating parents inside root, and returns an
-// O_PATH handle to the file and whether it was created. Something other
-// than a regular file at p is refused.
-func CreateFileInRoot(root, p string, mode os.FileMode) (*os.File, bool, error) {
-	if rel, err := relIn(root, p); err != nil || rel == "." {
-		return nil, false, fmt.Errorf("path %q is not below %s: %w", p, root, errdefs.ErrInvalidArgument)
-	}
-	parent, _, err := MkdirAllInRoot(root, filepath.Dir(p), 0o755)
-	if err != nil {
-		return nil, false, err
-	}
-	defer parent.Close()
-	name := filepath.Base(p)
-	created := false
-	fd, err := unix.Openat(int(parent.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
-	if err == nil {
-		unix.Close(fd)
-		created = true
-	} else if !errors.Is(err, unix.EEXIST) {
-		return nil, false, fmt.Errorf("create %s: %w", p, err)
-	}
-	fd, err = unix.Openat(int(parent.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, false, fmt.Errorf("open %s: %w", p, err)
-	}
-	f := os.NewFile(uintptr(fd), p)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		f.Close()
-		return nil, false, fmt.Errorf("%s exists and is not a regular file: %w", p, errdefs.ErrFailedPrecondition)
-	}
-	return f, created, nil
-}
-
 // IsDir checks that a handle names a directory.
 func IsDir(f *os.File) error {
 	var st unix.Stat_t
@@ -144,15 +109,6 @@ func IsDir(f *os.File) error {
 // ProcPath is the /proc/self/fd path of a handle: system calls that take
 // a path (mount(2), chmod(2)) reach exactly the handle's file through it.
 func ProcPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
-
-// RealPath is the path the kernel reports for a handle.
-func RealPath(f *os.File) (string, error) {
-	p, err := os.Readlink(ProcPath(f))
-	if err != nil {
-		return "", fmt.Errorf("read path of handle: %w", err)
-	}
-	return p, nil
-}
 
 // MountID is the id of the mount a handle lies on (statx STATX_MNT_ID),
 // and whether the handle is that mount's root.

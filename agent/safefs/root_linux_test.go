@@ -32,7 +32,7 @@ func TestMkdirAllInRootStaysInside(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	got, err := RealPath(f)
+	got, err := realPath(f)
 	if err != nil {
 		t.Fatal(err)
 	}

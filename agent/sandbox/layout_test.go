@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
 
 func within(dir, p string) bool {
@@ -26,15 +26,15 @@ func within(dir, p string) bool {
 // "shared" or "sandbox" names the share or the sandbox storages.
 func TestBundleRootAliasesNothing(t *testing.T) {
 	others := map[string]string{
-		"storage root": guestpath.KataRoot, "share": DefaultSharedDir, "sandbox storages": guestpath.SandboxStorageDir,
-		"sandbox dir": DefaultSandboxDir, "state root": DefaultStateRoot,
+		"storage root": guestpath.KataRoot, "share": guestpath.SharedDir, "sandbox storages": guestpath.SandboxStorageDir,
+		"sandbox dir": guestpath.SandboxDir, "state root": guestpath.StateDir,
 	}
 	for name, p := range others {
-		if within(DefaultBundleRoot, p) || within(p, DefaultBundleRoot) {
-			t.Errorf("bundle root %s and %s %s overlap: a container id can name it", DefaultBundleRoot, name, p)
+		if within(guestpath.BundleDir, p) || within(p, guestpath.BundleDir) {
+			t.Errorf("bundle root %s and %s %s overlap: a container id can name it", guestpath.BundleDir, name, p)
 		}
 	}
-	for _, p := range []string{DefaultSandboxDir, DefaultStateRoot} {
+	for _, p := range []string{guestpath.SandboxDir, guestpath.StateDir} {
 		if within(guestpath.KataRoot, p) {
 			t.Errorf("agent directory %s lies in the runtime's tree %s, where storages are mounted", p, guestpath.KataRoot)
 		}

@@ -18,21 +18,16 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
 	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
 
-// Defaults for the guest (package guestpath is the layout).
+// Defaults for the guest; the paths are guestpath's layout.
 const (
-	DefaultBundleRoot  = guestpath.BundleDir
-	DefaultSandboxDir  = guestpath.SandboxDir
-	DefaultSharedDir   = guestpath.SharedDir
-	DefaultStateRoot   = guestpath.StateDir
 	DefaultCgroupGroup = "kata-agent"
 	maxHostnameLen     = 64
 	maxSignal          = 64 // SIGRTMAX on Linux
@@ -105,16 +100,16 @@ func (s *Sandbox) scheduleTrim() {
 // New returns an empty sandbox.
 func New(cfg Config) *Sandbox {
 	if cfg.BundleRoot == "" {
-		cfg.BundleRoot = DefaultBundleRoot
+		cfg.BundleRoot = guestpath.BundleDir
 	}
 	if cfg.SandboxDir == "" {
-		cfg.SandboxDir = DefaultSandboxDir
+		cfg.SandboxDir = guestpath.SandboxDir
 	}
 	if cfg.SharedDir == "" {
-		cfg.SharedDir = DefaultSharedDir
+		cfg.SharedDir = guestpath.SharedDir
 	}
 	if cfg.StateRoot == "" {
-		cfg.StateRoot = DefaultStateRoot
+		cfg.StateRoot = guestpath.StateDir
 	}
 	if cfg.CgroupGroup == "" {
 		cfg.CgroupGroup = DefaultCgroupGroup
@@ -704,6 +699,3 @@ func writeResolvConf(path string, lines []string) error {
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
-
-// IsNotRunning reports libcontainer's "not running" condition.
-func IsNotRunning(err error) bool { return errors.Is(err, libcontainer.ErrNotRunning) }

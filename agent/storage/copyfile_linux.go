@@ -10,12 +10,9 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
-
-// DefaultCopyRoot is where CopyFile may write: the shared-directory tree
-// the runtime copies into when the share is not a live filesystem.
-const DefaultCopyRoot = guestpath.SharedDir
 
 // CopyRequest is one CopyFile chunk.
 type CopyRequest struct {
@@ -36,7 +33,7 @@ type CopyRequest struct {
 // path component is opened relative to its parent with O_NOFOLLOW, so a
 // symlinked parent is refused rather than followed.
 type FileCopier struct {
-	Root string
+	Root string // default guestpath.SharedDir
 
 	mu sync.Mutex
 	// pending holds the temporary files of transfers under way (by
@@ -74,7 +71,9 @@ var ErrEscape = fmt.Errorf("path escapes the shared directory: %w", errdefs.ErrI
 func (c *FileCopier) Copy(req CopyRequest) error {
 	root := c.Root
 	if root == "" {
-		root = DefaultCopyRoot
+		// The shared-directory tree the runtime copies into when the
+		// share is not a live filesystem.
+		root = guestpath.SharedDir
 	}
 	parts, err := splitConfined(root, req.Path)
 	if err != nil {
@@ -121,21 +120,21 @@ func (c *FileCopier) Copy(req CopyRequest) error {
 // and returns its components below root.
 func splitConfined(root, p string) ([]string, error) {
 	if p == "" || strings.IndexByte(p, 0) >= 0 {
-		return nil, fmt.Errorf("copy path %q is empty or has a NUL byte: %w", short(p), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("copy path %q is empty or has a NUL byte: %w", hostinput.Clip(p), errdefs.ErrInvalidArgument)
 	}
 	if !filepath.IsAbs(p) {
-		return nil, fmt.Errorf("copy path %q is not absolute: %w", short(p), ErrEscape)
+		return nil, fmt.Errorf("copy path %q is not absolute: %w", hostinput.Clip(p), ErrEscape)
 	}
 	for _, comp := range strings.Split(p, "/") {
 		if comp == ".." {
-			return nil, fmt.Errorf("copy path %q contains \"..\": %w", short(p), ErrEscape)
+			return nil, fmt.Errorf("copy path %q contains \"..\": %w", hostinput.Clip(p), ErrEscape)
 		}
 	}
 	root = filepath.Clean(root)
 	clean := filepath.Clean(p)
 	rel, ok := strings.CutPrefix(clean, root+"/")
 	if !ok || rel == "" {
-		return nil, fmt.Errorf("copy path %q is not under %s: %w", short(p), root, ErrEscape)
+		return nil, fmt.Errorf("copy path %q is not under %s: %w", hostinput.Clip(p), root, ErrEscape)
 	}
 	return strings.Split(rel, "/"), nil
 }

@@ -14,37 +14,21 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"github.com/sandbox-guest/sandbox-guest/agent/safefs"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
 )
 
-// mountDriver mounts r and returns how to undo it.
-func (m *Manager) mountDriver(r *request) (func() error, error) {
-	switch r.st.Driver {
-	case DriverVirtioFS:
-		return m.mountFS(r.st.Source, r, "virtiofs", r.opts, nil)
-	case Driver9p:
-		return m.mountFS(r.st.Source, r, "9p", r.opts, nil)
-	case DriverLocal:
-		return m.mountLocal(r)
-	case DriverEphemeral:
-		return m.mountEphemeral(r)
-	case DriverBind:
-		return m.mountBind(r.st.Source, r.key, r.opts)
-	case DriverWatchableBind:
-		return m.mountWatchable(r)
-	case DriverBlk, DriverMMIOBlk, DriverSCSI:
-		return m.mountFS(r.device, r, r.st.Fstype, r.opts, func(root string) error {
-			if r.opts.ReadOnly() {
-				return nil // nothing can be chowned on a read-only mount
-			}
-			return applyFSGroup(root, r.st.FsGroup)
-		})
-	case DriverOverlayFS:
-		return m.mountOverlay(r)
-	}
-	return nil, invalid("unknown storage driver %q", short(r.st.Driver))
+// mountBlock mounts the block device resolved for r and gives the
+// filesystem to the pod's fsGroup.
+func (m *Manager) mountBlock(r *request) (func() error, error) {
+	return m.mountFS(r.device, r, r.st.Fstype, r.opts, func(root string) error {
+		if r.opts.ReadOnly() {
+			return nil // nothing can be chowned on a read-only mount
+		}
+		return applyFSGroup(root, r.st.FsGroup)
+	})
 }
 
 // mountFS mounts source on the directory r.key (created inside Root if
@@ -102,7 +86,7 @@ func (m *Manager) mountLocal(r *request) (func() error, error) {
 	if v, ok := r.opts.Value("mode"); ok {
 		n, err := strconv.ParseUint(v, 8, 32)
 		if err != nil || n > 0o7777 {
-			return nil, invalid("mode %q is not an octal permission", short(v))
+			return nil, hostinput.Invalid("mode %q is not an octal permission", hostinput.Clip(v))
 		}
 		mode = os.FileMode(n)
 	}
@@ -209,7 +193,7 @@ func (m *Manager) prepareHugepages(opts MountOptions) (MountOptions, error) {
 	}
 	pagesize, err := parseSize(psv)
 	if err != nil || pagesize == 0 {
-		return opts, invalid("hugetlbfs pagesize %q: not a size", short(psv))
+		return opts, hostinput.Invalid("hugetlbfs pagesize %q: not a size", hostinput.Clip(psv))
 	}
 	out := opts.Without("pagesize")
 	out.Data = append(out.Data, fmt.Sprintf("pagesize=%d", pagesize))
@@ -219,7 +203,7 @@ func (m *Manager) prepareHugepages(opts MountOptions) (MountOptions, error) {
 	}
 	size, err := parseSize(sv)
 	if err != nil {
-		return opts, invalid("hugetlbfs size %q: not a size", short(sv))
+		return opts, hostinput.Invalid("hugetlbfs size %q: not a size", hostinput.Clip(sv))
 	}
 	need := (size + pagesize - 1) / pagesize
 	pool := filepath.Join(m.cfg.SysfsRoot, "kernel/mm/hugepages", fmt.Sprintf("hugepages-%dkB", pagesize/1024))
@@ -321,7 +305,7 @@ func relUnder(root, p string) (string, error) {
 	root, p = filepath.Clean(root), filepath.Clean(p)
 	rel, ok := strings.CutPrefix(p, root+"/")
 	if !ok || !filepath.IsAbs(p) {
-		return "", invalid("path %q is outside %s", short(p), root)
+		return "", hostinput.Invalid("path %q is outside %s", hostinput.Clip(p), root)
 	}
 	return rel, nil
 }
@@ -343,7 +327,7 @@ func (m *Manager) mountOverlay(r *request) (func() error, error) {
 	var lowers []string
 	for _, l := range strings.Split(lower, ":") {
 		if !filepath.IsAbs(l) {
-			return nil, invalid("overlay lowerdir %q is not absolute", short(l))
+			return nil, hostinput.Invalid("overlay lowerdir %q is not absolute", hostinput.Clip(l))
 		}
 		if _, err := relUnder(m.cfg.Root, l); err != nil {
 			return nil, fmt.Errorf("overlay lowerdir: %w", err)
@@ -354,7 +338,7 @@ func (m *Manager) mountOverlay(r *request) (func() error, error) {
 			handles = append(handles, h)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("overlay lowerdir %s: %w", short(l), err)
+			return nil, fmt.Errorf("overlay lowerdir %s: %w", hostinput.Clip(l), err)
 		}
 		lowers = append(lowers, safefs.ProcPath(h))
 	}
@@ -453,13 +437,13 @@ func applyFSGroup(root string, fg *pb.FSGroup) error {
 func (m *Manager) UpdateEphemeral(storages []*pb.Storage) error {
 	for i, st := range storages {
 		if st == nil {
-			return invalid("storage %d is empty", i)
+			return hostinput.Invalid("storage %d is empty", i)
 		}
 		if st.Driver != DriverEphemeral {
-			return invalid("storage %d: driver %q is not ephemeral", i, short(st.Driver))
+			return hostinput.Invalid("storage %d: driver %q is not ephemeral", i, hostinput.Clip(st.Driver))
 		}
 		if st.Fstype != "tmpfs" {
-			return invalid("storage %d: only tmpfs ephemeral storages can be updated, not %q", i, short(st.Fstype))
+			return hostinput.Invalid("storage %d: only tmpfs ephemeral storages can be updated, not %q", i, hostinput.Clip(st.Fstype))
 		}
 		key, _, err := Confine(m.cfg.Root, st.MountPoint)
 		if err != nil {

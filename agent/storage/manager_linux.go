@@ -17,12 +17,10 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
-
-// DefaultRoot is the only tree the runtime may mount under in the guest.
-const DefaultRoot = guestpath.KataRoot
 
 // Driver names as the runtime sends them in Storage.driver.
 const (
@@ -65,7 +63,7 @@ type DeviceWaiter interface {
 
 // Config configures a Manager. Zero values select the guest defaults.
 type Config struct {
-	// Root confines every mount point (DefaultRoot).
+	// Root confines every mount point (guestpath.KataRoot).
 	Root string
 	// Mounter defaults to SysMounter.
 	Mounter Mounter
@@ -114,7 +112,7 @@ type Manager struct {
 // New returns a Manager.
 func New(cfg Config) *Manager {
 	if cfg.Root == "" {
-		cfg.Root = DefaultRoot
+		cfg.Root = guestpath.KataRoot
 	}
 	cfg.Root = filepath.Clean(cfg.Root)
 	if cfg.Mounter == nil {
@@ -137,16 +135,10 @@ func New(cfg Config) *Manager {
 	return &Manager{cfg: cfg, log: log, points: map[string]*mount{}, verifyMounts: sysMounter}
 }
 
-// Drivers lists the storage drivers this manager handles (for
-// GetGuestDetails' storage_handlers).
-func Drivers() []string {
-	return []string{DriverVirtioFS, Driver9p, DriverLocal, DriverEphemeral, DriverBind, DriverWatchableBind,
-		DriverBlk, DriverMMIOBlk, DriverSCSI, DriverOverlayFS}
-}
-
 // request is a validated storage, ready to mount.
 type request struct {
 	st     *pb.Storage
+	drv    *driver
 	key    string // cleaned mount point: the reference-count key
 	target string // mount point with symlinks resolved inside Root
 	opts   MountOptions
@@ -258,44 +250,38 @@ func (m *Manager) MountPoints(owner string) []string {
 	return out
 }
 
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
-}
-
 // Confine checks that p is an absolute path strictly under root and
 // returns it cleaned (the key) and with symlinks resolved inside root (the
 // path to operate on).
 func Confine(root, p string) (key, target string, err error) {
 	if p == "" {
-		return "", "", invalid("empty path")
+		return "", "", hostinput.Invalid("empty path")
 	}
 	if strings.IndexByte(p, 0) >= 0 {
-		return "", "", invalid("path %q contains a NUL byte", short(p))
+		return "", "", hostinput.Invalid("path %q contains a NUL byte", hostinput.Clip(p))
 	}
 	if !filepath.IsAbs(p) {
-		return "", "", invalid("path %q is not absolute", short(p))
+		return "", "", hostinput.Invalid("path %q is not absolute", hostinput.Clip(p))
 	}
 	root = filepath.Clean(root)
 	key = filepath.Clean(p)
 	if key == root || !strings.HasPrefix(key, root+"/") {
-		return "", "", invalid("path %q is outside %s", short(p), root)
+		return "", "", hostinput.Invalid("path %q is outside %s", hostinput.Clip(p), root)
 	}
 	target, err = securejoin.SecureJoin(root, strings.TrimPrefix(key, root))
 	if err != nil {
-		return "", "", fmt.Errorf("resolve %q under %s: %w", short(p), root, err)
+		return "", "", fmt.Errorf("resolve %q under %s: %w", hostinput.Clip(p), root, err)
 	}
 	return key, target, nil
 }
 
 func (m *Manager) validate(st *pb.Storage) (*request, error) {
 	if st == nil {
-		return nil, invalid("empty storage")
+		return nil, hostinput.Invalid("empty storage")
 	}
-	switch st.Driver {
-	case DriverVirtioFS, Driver9p, DriverLocal, DriverEphemeral, DriverBind, DriverWatchableBind,
-		DriverBlk, DriverMMIOBlk, DriverSCSI, DriverOverlayFS:
-	default:
-		return nil, invalid("unknown storage driver %q", short(st.Driver))
+	drv, ok := lookupDriver(st.Driver)
+	if !ok {
+		return nil, hostinput.Invalid("unknown storage driver %q", hostinput.Clip(st.Driver))
 	}
 	key, target, err := Confine(m.cfg.Root, st.MountPoint)
 	if err != nil {
@@ -305,9 +291,8 @@ func (m *Manager) validate(st *pb.Storage) (*request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s storage at %s: %w", st.Driver, key, err)
 	}
-	r := &request{st: st, key: key, target: target, opts: opts, fsGID: -1}
-	switch st.Driver {
-	case DriverEphemeral, DriverLocal:
+	r := &request{st: st, drv: drv, key: key, target: target, opts: opts, fsGID: -1}
+	if drv.fsGID {
 		if r.fsGID, err = fsGIDOption(opts); err != nil {
 			return nil, fmt.Errorf("%s storage at %s: %w", st.Driver, key, err)
 		}
@@ -315,45 +300,9 @@ func (m *Manager) validate(st *pb.Storage) (*request, error) {
 		// the group once mounted.
 		r.opts = opts.Without(fsGIDKey)
 	}
-	switch st.Driver {
-	case DriverVirtioFS, Driver9p:
-		if st.Source == "" {
-			return nil, invalid("%s storage at %s: empty source (the share's tag)", st.Driver, key)
-		}
-	case DriverEphemeral:
-		switch st.Fstype {
-		case "", "tmpfs", "hugetlbfs":
-		default:
-			return nil, invalid("ephemeral storage at %s: fstype %q is neither tmpfs nor hugetlbfs", key, short(st.Fstype))
-		}
-	case DriverBind, DriverWatchableBind:
-		if !filepath.IsAbs(st.Source) {
-			return nil, invalid("%s storage at %s: source %q is not an absolute path", st.Driver, key, short(st.Source))
-		}
-	case DriverBlk, DriverMMIOBlk, DriverSCSI:
-		if st.Source == "" {
-			return nil, invalid("%s storage at %s: empty source", st.Driver, key)
-		}
-		if st.Fstype == "" {
-			return nil, invalid("%s storage at %s: empty fstype", st.Driver, key)
-		}
-	case DriverOverlayFS:
-		lower, ok := opts.Value("lowerdir")
-		if !ok {
-			return nil, invalid("overlayfs storage at %s: no lowerdir option", key)
-		}
-		// Every layer lies under Root, like the mount point.
-		for _, l := range strings.Split(lower, ":") {
-			if _, err := relUnder(m.cfg.Root, l); err != nil {
-				return nil, fmt.Errorf("overlayfs storage at %s: lowerdir: %w", key, err)
-			}
-		}
-		for _, k := range []string{"upperdir", "workdir"} {
-			if v, ok := opts.Value(k); ok {
-				if _, err := relUnder(m.cfg.Root, v); err != nil {
-					return nil, fmt.Errorf("overlayfs storage at %s: %s: %w", key, k, err)
-				}
-			}
+	if drv.check != nil {
+		if err := drv.check(m, r); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil
@@ -370,39 +319,21 @@ func fsGIDOption(opts MountOptions) (int, error) {
 	}
 	n, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || n == 1<<32-1 {
-		return -1, invalid("fsgid %q is not a group id", short(v))
+		return -1, hostinput.Invalid("fsgid %q is not a group id", hostinput.Clip(v))
 	}
 	return int(n), nil
 }
 
 func (m *Manager) resolveDevice(ctx context.Context, r *request) error {
-	var (
-		node string
-		err  error
-	)
-	d := m.cfg.Devices
-	switch r.st.Driver {
-	case DriverBlk, DriverMMIOBlk, DriverSCSI:
-		if d == nil {
-			return fmt.Errorf("%s storage at %s: no device waiter configured: %w", r.st.Driver, r.key, errdefs.ErrUnavailable)
-		}
-	default:
+	if r.drv.device == nil {
 		return nil
 	}
-	switch r.st.Driver {
-	case DriverBlk:
-		if strings.HasPrefix(r.st.Source, "/dev/") {
-			node, err = d.BlockMMIO(ctx, r.st.Source)
-		} else {
-			node, err = d.BlockPCI(ctx, r.st.Source)
-		}
-	case DriverMMIOBlk:
-		node, err = d.BlockMMIO(ctx, r.st.Source)
-	case DriverSCSI:
-		node, err = d.SCSI(ctx, r.st.Source)
+	if m.cfg.Devices == nil {
+		return fmt.Errorf("%s storage at %s: no device waiter configured: %w", r.st.Driver, r.key, errdefs.ErrUnavailable)
 	}
+	node, err := r.drv.device(m.cfg.Devices, ctx, r.st.Source)
 	if err != nil {
-		return fmt.Errorf("%s storage at %s: device %q: %w", r.st.Driver, r.key, short(r.st.Source), err)
+		return fmt.Errorf("%s storage at %s: device %q: %w", r.st.Driver, r.key, hostinput.Clip(r.st.Source), err)
 	}
 	r.device = node
 	return nil
@@ -420,14 +351,14 @@ func (m *Manager) mountOne(owner string, r *request) error {
 		return nil
 	}
 	p := &mount{driver: r.st.Driver, source: r.st.Source, target: r.target, refs: map[string]int{owner: 1}}
-	if r.st.Driver != DriverLocal && r.st.Driver != DriverWatchableBind {
+	if r.drv.adopt {
 		if mounted, err := m.cfg.IsMounted(r.target); err == nil && mounted {
 			m.log.Info("mount point already mounted; using it as it is", "mount_point", r.key, "driver", r.st.Driver)
 			m.points[r.key] = p
 			return nil
 		}
 	}
-	release, err := m.mountDriver(r)
+	release, err := r.drv.mount(m, r)
 	if err != nil {
 		return fmt.Errorf("%s storage at %s: %w", r.st.Driver, r.key, err)
 	}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // MountOptions is a list of mount(8)-style options split into what
@@ -82,7 +84,7 @@ func ParseOptions(opts []string) (MountOptions, error) {
 				continue
 			}
 			if strings.IndexByte(o, 0) >= 0 {
-				return MountOptions{}, fmt.Errorf("mount option %q contains a NUL byte: %w", short(o), errdefs.ErrInvalidArgument)
+				return MountOptions{}, fmt.Errorf("mount option %q contains a NUL byte: %w", hostinput.Clip(o), errdefs.ErrInvalidArgument)
 			}
 			if f, ok := flagOptions[o]; ok {
 				if f.clear {
@@ -143,10 +145,3 @@ func (mo MountOptions) Without(keys ...string) MountOptions {
 
 // ReadOnly reports whether MS_RDONLY is set.
 func (mo MountOptions) ReadOnly() bool { return mo.Flags&unix.MS_RDONLY != 0 }
-
-func short(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/guestpath"
 	"github.com/sandbox-guest/sandbox-guest/agent/safefs"
+	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
 
 // Limits of a watchable-bind storage, as in the upstream agent: past

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // Event is one kernel uevent.
@@ -54,7 +56,7 @@ func Parse(msg []byte) (Event, error) {
 	header := string(fields[0])
 	hAction, hPath, ok := strings.Cut(header, "@")
 	if !ok || hAction == "" || !strings.HasPrefix(hPath, "/") {
-		return Event{}, fmt.Errorf("header %q is not ACTION@/DEVPATH: %w", truncate(header), ErrMalformed)
+		return Event{}, fmt.Errorf("header %q is not ACTION@/DEVPATH: %w", hostinput.Clip(header), ErrMalformed)
 	}
 	if len(fields)-1 > maxVars {
 		return Event{}, fmt.Errorf("%d variables exceed %d: %w", len(fields)-1, maxVars, ErrMalformed)
@@ -66,7 +68,7 @@ func Parse(msg []byte) (Event, error) {
 		}
 		k, v, ok := strings.Cut(string(f), "=")
 		if !ok || k == "" {
-			return Event{}, fmt.Errorf("variable %q is not KEY=VALUE: %w", truncate(string(f)), ErrMalformed)
+			return Event{}, fmt.Errorf("variable %q is not KEY=VALUE: %w", hostinput.Clip(string(f)), ErrMalformed)
 		}
 		ev.Env[k] = v
 	}
@@ -82,21 +84,14 @@ func Parse(msg []byte) (Event, error) {
 	}
 	if ev.Action != hAction || ev.DevPath != hPath {
 		return Event{}, fmt.Errorf("header %q disagrees with ACTION=%q DEVPATH=%q: %w",
-			truncate(header), truncate(ev.Action), truncate(ev.DevPath), ErrMalformed)
+			hostinput.Clip(header), hostinput.Clip(ev.Action), hostinput.Clip(ev.DevPath), ErrMalformed)
 	}
 	if s, ok := ev.Env["SEQNUM"]; ok {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return Event{}, fmt.Errorf("SEQNUM %q: %w", truncate(s), ErrMalformed)
+			return Event{}, fmt.Errorf("SEQNUM %q: %w", hostinput.Clip(s), ErrMalformed)
 		}
 		ev.Seqnum = n
 	}
 	return ev, nil
-}
-
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

@@ -183,14 +183,3 @@ func (b *Backend) Close() error {
 	}
 	return errors.Join(errV, errH)
 }
-
-// numConnsForTest reports how many streams are open.
-func (b *Backend) numConnsForTest() int {
-	b.mu.Lock()
-	m := b.mux
-	b.mu.Unlock()
-	if m == nil {
-		return 0
-	}
-	return m.numConns()
-}

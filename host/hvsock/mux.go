@@ -210,88 +210,110 @@ func (m *mux) handleGuest(h header, payload []byte) {
 		return
 	}
 	if c == nil {
-		switch h.Op {
-		case opRequest:
-			if len(m.conns) >= maxStreams {
-				m.log.Debug("vsock: too many streams, refusing guest connection", "stream", key)
-				m.replyRST(h)
-				return
-			}
-			m.acceptGuest(key, h)
-		case opRst:
-		default:
-			m.replyRST(h)
-		}
+		m.guestNoStream(key, h)
 		return
 	}
 	c.peerBufAlloc, c.peerFwdCnt = h.BufAlloc, h.FwdCnt
 	if c.creditRequested && c.credit() > 0 {
 		c.creditRequested = false // the stall is over
 	}
+	live := true
 	switch c.state {
 	case stateConnecting:
-		switch h.Op {
-		case opResponse:
-			c.state = stateEstablished
-			if t := m.timers[c]; t != nil {
-				t.Stop()
-				delete(m.timers, c)
-			}
-			c.cond.Broadcast() // the writer owes the host its OK line
-		case opRst:
-			m.log.Debug("vsock: guest refused stream", "stream", key)
-			m.drop(c)
-			return
-		default:
-			m.reset(c, "unexpected "+opName(h.Op)+" while connecting")
-			return
-		}
+		live = m.guestConnecting(c, h)
 	case stateDialing:
 		if h.Op == opRst {
 			m.drop(c)
 		} else {
 			m.reset(c, "unexpected "+opName(h.Op)+" before RESPONSE")
 		}
-		return
+		live = false
 	case stateEstablished:
-		switch h.Op {
-		case opRW:
-			if c.peerShutSend {
-				m.reset(c, "data after SHUTDOWN(send)")
-				return
-			}
-			if uint64(c.toHost.len())+uint64(len(payload)) > uint64(m.bufAlloc) {
-				m.reset(c, fmt.Sprintf("guest overran credit: %d queued + %d", c.toHost.len(), len(payload)))
-				return
-			}
-			if len(payload) > 0 {
-				c.toHost.write(payload)
-				c.cond.Broadcast()
-			}
-		case opCreditUpdate:
-		case opCreditRequest:
-			c.needCreditUpdate = true
-		case opShutdown:
-			if h.Flags&shutdownRcv != 0 && !c.peerShutRcv {
-				c.peerShutRcv = true
-				c.toGuest.reset()
-				c.cond.Broadcast()
-			}
-			if h.Flags&shutdownSend != 0 && !c.peerShutSend {
-				c.peerShutSend = true
-				c.cond.Broadcast()
-			}
-			m.maybeFinish(c)
-		case opRst:
-			m.log.Debug("vsock: guest reset stream", "stream", key)
-			m.drop(c)
-			return
-		default:
-			m.reset(c, "unexpected "+opName(h.Op)+" on an established stream")
+		live = m.guestEstablished(c, h, payload)
+	}
+	if live {
+		m.markReady(c)
+	}
+}
+
+// guestNoStream handles a packet for a stream that does not exist: only a
+// REQUEST opens one (while there is room). m.mu is held.
+func (m *mux) guestNoStream(key connKey, h header) {
+	switch h.Op {
+	case opRequest:
+		if len(m.conns) >= maxStreams {
+			m.log.Debug("vsock: too many streams, refusing guest connection", "stream", key)
+			m.replyRST(h)
 			return
 		}
+		m.acceptGuest(key, h)
+	case opRst:
+	default:
+		m.replyRST(h)
 	}
-	m.markReady(c)
+}
+
+// guestConnecting handles the guest's answer to a host-initiated stream.
+// It reports whether c is still open. m.mu is held.
+func (m *mux) guestConnecting(c *conn, h header) bool {
+	switch h.Op {
+	case opResponse:
+		c.state = stateEstablished
+		if t := m.timers[c]; t != nil {
+			t.Stop()
+			delete(m.timers, c)
+		}
+		c.cond.Broadcast() // the writer owes the host its OK line
+		return true
+	case opRst:
+		m.log.Debug("vsock: guest refused stream", "stream", c.key)
+		m.drop(c)
+	default:
+		m.reset(c, "unexpected "+opName(h.Op)+" while connecting")
+	}
+	return false
+}
+
+// guestEstablished handles a packet on an established stream. It reports
+// whether c is still open. m.mu is held.
+func (m *mux) guestEstablished(c *conn, h header, payload []byte) bool {
+	switch h.Op {
+	case opRW:
+		if c.peerShutSend {
+			m.reset(c, "data after SHUTDOWN(send)")
+			return false
+		}
+		if uint64(c.toHost.len())+uint64(len(payload)) > uint64(m.bufAlloc) {
+			m.reset(c, fmt.Sprintf("guest overran credit: %d queued + %d", c.toHost.len(), len(payload)))
+			return false
+		}
+		if len(payload) > 0 {
+			c.toHost.write(payload)
+			c.cond.Broadcast()
+		}
+	case opCreditUpdate:
+	case opCreditRequest:
+		c.needCreditUpdate = true
+	case opShutdown:
+		if h.Flags&shutdownRcv != 0 && !c.peerShutRcv {
+			c.peerShutRcv = true
+			c.toGuest.reset()
+			c.cond.Broadcast()
+		}
+		if h.Flags&shutdownSend != 0 && !c.peerShutSend {
+			c.peerShutSend = true
+			c.cond.Broadcast()
+		}
+		m.maybeFinish(c)
+	case opRst:
+		m.log.Debug("vsock: guest reset stream", "stream", c.key)
+		m.drop(c)
+		return false
+	default:
+		m.reset(c, "unexpected "+opName(h.Op)+" on an established stream")
+		return false
+	}
+	return true
 }
 
 // acceptGuest starts a guest-initiated stream: dial the host listener for the
@@ -489,11 +511,4 @@ func (m *mux) close() {
 	m.cancel()
 	m.resetAll()
 	m.wg.Wait()
-}
-
-// numConns reports how many streams are open.
-func (m *mux) numConns() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.conns)
 }

@@ -185,148 +185,24 @@ func (d *device) handle(h msgHeader, p []byte, fds []int, guestCID uint64) (repl
 	case reqGetQueueNum:
 		return u64Bytes(numQueues), nil
 	case reqSetFeatures:
-		v, err := decodeU64(req, p)
-		if err != nil {
-			return nil, err
-		}
-		if extra := v &^ offeredFeatures; extra != 0 {
-			return nil, fmt.Errorf("features %#x were not offered", extra)
-		}
-		d.features = v
-		return nil, nil
+		return nil, acceptOffered(req, p, "features", offeredFeatures, &d.features)
 	case reqSetProtocolFeatures:
-		v, err := decodeU64(req, p)
-		if err != nil {
-			return nil, err
-		}
-		if extra := v &^ offeredProtoFeatures; extra != 0 {
-			return nil, fmt.Errorf("protocol features %#x were not offered", extra)
-		}
-		d.protoFeatures = v
-		return nil, nil
+		return nil, acceptOffered(req, p, "protocol features", offeredProtoFeatures, &d.protoFeatures)
 	case reqSetOwner:
 		return nil, nil
 	case reqResetOwner:
 		d.reset()
 		return nil, nil
 	case reqSetMemTable:
-		descs, err := decodeMemTable(p)
-		if err != nil {
-			closeFDs(fds)
-			return nil, err
-		}
-		mem, err := mapRegions(descs, fds)
-		if err != nil {
-			return nil, err
-		}
-		d.pause()
-		old := d.mem
-		d.mem = mem
-		if err := old.close(); err != nil {
-			d.log.Warn("vsock: unmap old guest memory", "err", err)
-		}
-		d.reconcile()
-		return nil, nil
-	case reqSetVringNum:
-		s, err := decodeVringState(req, p)
-		if err != nil {
-			return nil, err
-		}
-		if s.Num == 0 || s.Num > maxQueueSize || s.Num&(s.Num-1) != 0 {
-			return nil, fmt.Errorf("vring %d: size %d is not a power of two in 1..%d", s.Index, s.Num, maxQueueSize)
-		}
-		d.pause()
-		d.vq[s.Index].num = uint16(s.Num)
-		d.ringDown[s.Index] = false
-		d.reconcile()
-		return nil, nil
+		return nil, d.setMemTable(p, fds)
+	case reqSetVringNum, reqSetVringBase, reqSetVringEnable:
+		return nil, d.setVringState(req, p)
 	case reqSetVringAddr:
-		a, err := decodeVringAddr(p)
-		if err != nil {
-			return nil, err
-		}
-		d.pause()
-		q := &d.vq[a.Index]
-		q.descAddr, q.usedAddr, q.availAddr, q.addrSet = a.Desc, a.Used, a.Avail, true
-		d.ringDown[a.Index] = false
-		d.reconcile()
-		return nil, nil
-	case reqSetVringBase:
-		s, err := decodeVringState(req, p)
-		if err != nil {
-			return nil, err
-		}
-		if s.Num > 0xffff {
-			return nil, fmt.Errorf("vring %d: base %d exceeds 16 bits", s.Index, s.Num)
-		}
-		d.pause()
-		d.vq[s.Index].lastAvail = uint16(s.Num)
-		d.ringDown[s.Index] = false
-		d.reconcile()
-		return nil, nil
+		return nil, d.setVringAddr(p)
 	case reqGetVringBase:
-		s, err := decodeVringState(req, p)
-		if err != nil {
-			return d.noReply(req, err)
-		}
-		// The ring stops here; the guest side of every stream is gone.
-		d.pause()
-		d.setKick(int(s.Index), nil)
-		d.mux.resetAll()
-		out := make([]byte, 8)
-		binary.LittleEndian.PutUint32(out, s.Index)
-		binary.LittleEndian.PutUint32(out[4:], uint32(d.vq[s.Index].lastAvail))
-		return out, nil
+		return d.getVringBase(req, p)
 	case reqSetVringKick, reqSetVringCall, reqSetVringErr:
-		q, noFD, err := decodeVringFD(req, p)
-		want := 1
-		if noFD {
-			want = 0
-		}
-		if err == nil {
-			err = takeFDs(req, fds, want)
-		} else {
-			closeFDs(fds)
-		}
-		if err != nil {
-			return nil, err
-		}
-		var f *os.File
-		if !noFD {
-			if f, err = eventFile(fds[0], reqName(req)); err != nil {
-				return nil, err
-			}
-		}
-		switch req {
-		case reqSetVringKick:
-			if noFD {
-				return nil, fmt.Errorf("vring %d: polling without a kick eventfd is not supported", q)
-			}
-			d.pause()
-			d.setKick(q, f)
-			if d.features&featProtocolFeatures == 0 {
-				d.enabled[q] = true // without protocol features a kick also enables
-			}
-			d.ringDown[q] = false
-			d.reconcile()
-		case reqSetVringCall:
-			d.setCall(q, f)
-		case reqSetVringErr:
-			d.setErr(q, f)
-		}
-		return nil, nil
-	case reqSetVringEnable:
-		s, err := decodeVringState(req, p)
-		if err != nil {
-			return nil, err
-		}
-		if s.Num > 1 {
-			return nil, fmt.Errorf("vring %d: enable value %d", s.Index, s.Num)
-		}
-		d.pause()
-		d.enabled[s.Index] = s.Num == 1
-		d.reconcile()
-		return nil, nil
+		return nil, d.setVringFD(req, p, fds)
 	case reqGetConfig:
 		c, err := decodeConfig(p)
 		if err != nil {
@@ -338,6 +214,149 @@ func (d *device) handle(h msgHeader, p []byte, fds []int, guestCID uint64) (repl
 	}
 	closeFDs(fds)
 	return nil, fmt.Errorf("unsupported request %s", reqName(req))
+}
+
+// acceptOffered stores the feature bits the front-end acknowledges in
+// *dst, refusing any bit that was not offered.
+func acceptOffered(req uint32, p []byte, what string, offered uint64, dst *uint64) error {
+	v, err := decodeU64(req, p)
+	if err != nil {
+		return err
+	}
+	if extra := v &^ offered; extra != 0 {
+		return fmt.Errorf("%s %#x were not offered", what, extra)
+	}
+	*dst = v
+	return nil
+}
+
+// setMemTable maps the guest's memory regions (one fd each) in place of
+// the old table.
+func (d *device) setMemTable(p []byte, fds []int) error {
+	descs, err := decodeMemTable(p)
+	if err != nil {
+		closeFDs(fds)
+		return err
+	}
+	mem, err := mapRegions(descs, fds)
+	if err != nil {
+		return err
+	}
+	d.pause()
+	old := d.mem
+	d.mem = mem
+	if err := old.close(); err != nil {
+		d.log.Warn("vsock: unmap old guest memory", "err", err)
+	}
+	d.reconcile()
+	return nil
+}
+
+// setVringState applies SET_VRING_NUM, SET_VRING_BASE or
+// SET_VRING_ENABLE, with the processors paused.
+func (d *device) setVringState(req uint32, p []byte) error {
+	s, err := decodeVringState(req, p)
+	if err != nil {
+		return err
+	}
+	switch req {
+	case reqSetVringNum:
+		if s.Num == 0 || s.Num > maxQueueSize || s.Num&(s.Num-1) != 0 {
+			return fmt.Errorf("vring %d: size %d is not a power of two in 1..%d", s.Index, s.Num, maxQueueSize)
+		}
+	case reqSetVringBase:
+		if s.Num > 0xffff {
+			return fmt.Errorf("vring %d: base %d exceeds 16 bits", s.Index, s.Num)
+		}
+	case reqSetVringEnable:
+		if s.Num > 1 {
+			return fmt.Errorf("vring %d: enable value %d", s.Index, s.Num)
+		}
+	}
+	d.pause()
+	switch req {
+	case reqSetVringNum:
+		d.vq[s.Index].num = uint16(s.Num)
+		d.ringDown[s.Index] = false
+	case reqSetVringBase:
+		d.vq[s.Index].lastAvail = uint16(s.Num)
+		d.ringDown[s.Index] = false
+	case reqSetVringEnable:
+		d.enabled[s.Index] = s.Num == 1
+	}
+	d.reconcile()
+	return nil
+}
+
+func (d *device) setVringAddr(p []byte) error {
+	a, err := decodeVringAddr(p)
+	if err != nil {
+		return err
+	}
+	d.pause()
+	q := &d.vq[a.Index]
+	q.descAddr, q.usedAddr, q.availAddr, q.addrSet = a.Desc, a.Used, a.Avail, true
+	d.ringDown[a.Index] = false
+	d.reconcile()
+	return nil
+}
+
+// getVringBase stops a ring and answers where it stopped.
+func (d *device) getVringBase(req uint32, p []byte) ([]byte, error) {
+	s, err := decodeVringState(req, p)
+	if err != nil {
+		return d.noReply(req, err)
+	}
+	// The ring stops here; the guest side of every stream is gone.
+	d.pause()
+	d.setKick(int(s.Index), nil)
+	d.mux.resetAll()
+	out := make([]byte, 8)
+	binary.LittleEndian.PutUint32(out, s.Index)
+	binary.LittleEndian.PutUint32(out[4:], uint32(d.vq[s.Index].lastAvail))
+	return out, nil
+}
+
+// setVringFD installs a ring's kick, call or error eventfd (or none, when
+// the message says so).
+func (d *device) setVringFD(req uint32, p []byte, fds []int) error {
+	q, noFD, err := decodeVringFD(req, p)
+	want := 1
+	if noFD {
+		want = 0
+	}
+	if err == nil {
+		err = takeFDs(req, fds, want)
+	} else {
+		closeFDs(fds)
+	}
+	if err != nil {
+		return err
+	}
+	var f *os.File
+	if !noFD {
+		if f, err = eventFile(fds[0], reqName(req)); err != nil {
+			return err
+		}
+	}
+	switch req {
+	case reqSetVringKick:
+		if noFD {
+			return fmt.Errorf("vring %d: polling without a kick eventfd is not supported", q)
+		}
+		d.pause()
+		d.setKick(q, f)
+		if d.features&featProtocolFeatures == 0 {
+			d.enabled[q] = true // without protocol features a kick also enables
+		}
+		d.ringDown[q] = false
+		d.reconcile()
+	case reqSetVringCall:
+		d.setCall(q, f)
+	case reqSetVringErr:
+		d.setErr(q, f)
+	}
+	return nil
 }
 
 // noReply turns an error on a request that requires a reply into a fatal one.

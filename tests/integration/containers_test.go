@@ -159,7 +159,15 @@ func agentctl(t *testing.T) string {
 // ctl runs agentctl against the agent and returns its stdout and status.
 func (a *agent) ctl(args ...string) (string, int) {
 	a.t.Helper()
-	cmd := exec.Command(agentctl(a.t), append([]string{"--addr", "unix://" + a.sock}, args...)...)
+	stdout, _, code := runAgentctl(a.t, a.sock, args...)
+	return stdout, code
+}
+
+// runAgentctl runs agentctl against the agent serving on the unix socket
+// sock and returns its stdout, stderr and status.
+func runAgentctl(t *testing.T, sock string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(agentctl(t), append([]string{"--addr", "unix://" + sock}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := reaper.RunCmd(cmd)
@@ -167,12 +175,12 @@ func (a *agent) ctl(args ...string) (string, int) {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		a.t.Fatalf("agentctl %v: %v", args, err)
+		t.Fatalf("agentctl %v: %v", args, err)
 	}
 	if code != 0 {
-		a.t.Logf("agentctl %v: status %d, stderr %q", args, code, stderr.String())
+		t.Logf("agentctl %v: status %d, stderr %q", args, code, stderr.String())
 	}
-	return stdout.String(), code
+	return stdout.String(), stderr.String(), code
 }
 
 func TestAgentctlCommands(t *testing.T) {

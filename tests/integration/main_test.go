@@ -20,12 +20,12 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
-	"github.com/sandbox-guest/sandbox-guest/agent/container/ocipb"
 	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/host/ocispec"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/ocipb"
 )
 
 func init() {

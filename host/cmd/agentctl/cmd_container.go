@@ -18,10 +18,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/container/ocipb"
 	"github.com/sandbox-guest/sandbox-guest/host/ocispec"
 	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/ocipb"
 )
 
 // in and errOut are the terminal ends of streamed container stdio

@@ -2,23 +2,18 @@ package main
 
 import (
 	"bytes"
-	"context"
+	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/config"
-	"github.com/sandbox-guest/sandbox-guest/agent/network"
-	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/typespb"
 )
@@ -83,57 +78,53 @@ func TestInterfaceFromFlags(t *testing.T) {
 	}
 }
 
-// End to end: agentctl -> ttrpc -> server -> network.Manager -> netlink, in
-// a namespace this test creates.
-func TestNetworkCommandsAgainstNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating network namespaces needs root")
-	}
-	name := fmt.Sprintf("sgctl-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	hw, _ := net.ParseMAC("02:00:00:00:0d:01")
-	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "v0", HardwareAddr: hw}, PeerName: "v1"}); err != nil {
-		t.Fatal(err)
-	}
-
-	path := filepath.Join(t.TempDir(), "a.sock")
-	l, err := server.Listen(config.Addr{Scheme: "unix", Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr := network.New(network.Options{Handle: h})
-	srv, err := server.New(server.Options{Network: mgr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go srv.Serve(ctx, l)
-	t.Cleanup(cancel)
-	addr := "unix://" + path
-
+// TestNetworkCommands checks what the network commands send and print; the
+// same commands against the real agent and netlink run in
+// tests/integration (TestAgentctlNetworkAgainstNamespace).
+func TestNetworkCommands(t *testing.T) {
+	f := &fakeAgent{}
+	eth0 := &typespb.Interface{Name: "eth0", HwAddr: "02:00:00:00:0d:01", Mtu: 1450,
+		IPAddresses: []*typespb.IPAddress{{Address: "10.4.0.2", Mask: "24"}}}
+	route := &typespb.Route{Dest: "10.6.0.0/16", Device: "eth0", Scope: 253}
+	addr := serveFake(t, f, map[string]ttrpc.Method{
+		"UpdateInterface": method(f, func(r *pb.UpdateInterfaceRequest) (any, error) {
+			if r.Interface.HwAddr != eth0.HwAddr {
+				return nil, fmt.Errorf("Link not found (Address: %s): not found", r.Interface.HwAddr)
+			}
+			return r.Interface, nil
+		}),
+		"UpdateRoutes": method(f, func(r *pb.UpdateRoutesRequest) (any, error) {
+			if len(r.Routes.Routes) == 1 {
+				return nil, errors.New("gateway 10.200.0.1 is not reachable: failed precondition")
+			}
+			return r.Routes, nil
+		}),
+		"ListRoutes": method(f, func(*pb.ListRoutesRequest) (any, error) { return &pb.Routes{Routes: []*typespb.Route{route}}, nil }),
+		"ListInterfaces": method(f, func(*pb.ListInterfacesRequest) (any, error) {
+			return &pb.Interfaces{Interfaces: []*typespb.Interface{eth0}}, nil
+		}),
+		"AddARPNeighbors": method(f, func(*pb.AddARPNeighborsRequest) (any, error) { return &emptypb.Empty{}, nil }),
+	})
 	run := func(args ...string) (string, string, int) {
 		var stdout, stderr bytes.Buffer
 		rc := agentctl(append([]string{"--addr", addr}, args...), &stdout, &stderr)
 		return stdout.String(), stderr.String(), rc
 	}
+	last := func() proto.Message {
+		rs := f.requests()
+		return rs[len(rs)-1].(proto.Message)
+	}
 	if o, e, rc := run("update-interface", "--hwaddr", "02:00:00:00:0d:01", "--name", "eth0", "--mtu", "1450", "--addr", "10.4.0.2/24"); rc != 0 || !strings.Contains(o, "eth0") {
 		t.Fatalf("update-interface rc=%d out=%q err=%q", rc, o, e)
 	}
+	if want := (&pb.UpdateInterfaceRequest{Interface: eth0}); !proto.Equal(last(), want) {
+		t.Errorf("update-interface sent %v, want %v", last(), want)
+	}
 	if o, e, rc := run("update-routes", "default via 10.4.0.1 dev eth0", "10.6.0.0/16 dev eth0 scope link"); rc != 0 || !strings.Contains(o, "default via 10.4.0.1 dev eth0") {
 		t.Fatalf("update-routes rc=%d out=%q err=%q", rc, o, e)
+	}
+	if want := (&pb.UpdateRoutesRequest{Routes: &pb.Routes{Routes: []*typespb.Route{{Gateway: "10.4.0.1", Device: "eth0"}, route}}}); !proto.Equal(last(), want) {
+		t.Errorf("update-routes sent %v, want %v", last(), want)
 	}
 	o, _, rc := run("list-routes")
 	if rc != 0 || !strings.Contains(o, "10.6.0.0/16 dev eth0 scope link") {
@@ -144,17 +135,16 @@ func TestNetworkCommandsAgainstNamespace(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(o), &ifs); rc != 0 || err != nil {
 		t.Fatalf("list-interfaces --json: rc=%d %v: %q", rc, err, o)
 	}
-	found := false
-	for _, i := range ifs.Interfaces {
-		if i.Name == "eth0" && i.Mtu == 1450 && len(i.IPAddresses) == 1 && i.IPAddresses[0].Address == "10.4.0.2" && i.IPAddresses[0].Mask == "24" {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("list-interfaces --json lacks eth0 as configured: %v", &ifs)
+	if len(ifs.Interfaces) != 1 || !proto.Equal(ifs.Interfaces[0], eth0) {
+		t.Errorf("list-interfaces --json: %v", &ifs)
 	}
 	if _, e, rc := run("add-arp", "10.4.0.1", "02:00:00:00:0d:09", "eth0"); rc != 0 {
 		t.Errorf("add-arp: %q", e)
+	}
+	want := &pb.AddARPNeighborsRequest{Neighbors: &pb.ARPNeighbors{ARPNeighbors: []*typespb.ARPNeighbor{{
+		ToIPAddress: &typespb.IPAddress{Address: "10.4.0.1"}, Lladdr: "02:00:00:00:0d:09", Device: "eth0"}}}}
+	if !proto.Equal(last(), want) {
+		t.Errorf("add-arp sent %v, want %v", last(), want)
 	}
 	// Errors reach the user with the agent's explanation.
 	_, e, rc := run("update-interface", "--hwaddr", "02:00:00:00:0d:77", "--name", "eth9", "--mtu", "1500")

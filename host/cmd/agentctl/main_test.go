@@ -2,36 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sandbox-guest/sandbox-guest/agent/config"
-	"github.com/sandbox-guest/sandbox-guest/agent/server"
-	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
 
-func serveAgent(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "a.sock")
-	l, err := server.Listen(config.Addr{Scheme: "unix", Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go srv.Serve(ctx, l)
-	t.Cleanup(cancel)
-	return "unix://" + path
-}
-
 func TestCheckAndVersion(t *testing.T) {
-	addr := serveAgent(t)
+	addr := serveFake(t, &fakeAgent{}, nil)
 	var stdout, stderr bytes.Buffer
 	if rc := agentctl([]string{"--addr", addr, "check"}, &stdout, &stderr); rc != 0 {
 		t.Fatalf("check rc=%d stderr=%s", rc, stderr.String())
@@ -43,8 +21,19 @@ func TestCheckAndVersion(t *testing.T) {
 	if rc := agentctl([]string{"--addr", addr, "version"}, &stdout, &stderr); rc != 0 {
 		t.Fatalf("version rc=%d stderr=%s", rc, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), version.Version) || !strings.Contains(stdout.String(), version.APIVersion) {
+	if stdout.String() != "agent version: 9.8.7\napi version: 0.0.7\n" {
 		t.Errorf("version printed %q", stdout.String())
+	}
+}
+
+func TestUnimplementedMethodReported(t *testing.T) {
+	addr := serveFake(t, &fakeAgent{}, nil)
+	var stdout, stderr bytes.Buffer
+	if rc := agentctl([]string{"--addr", addr, "metrics"}, &stdout, &stderr); rc == 0 {
+		t.Fatal("metrics from an agent without GetMetrics exited 0")
+	}
+	if !strings.Contains(stderr.String(), "GetMetrics") {
+		t.Errorf("stderr = %q, want the method named", stderr.String())
 	}
 }
 

@@ -111,3 +111,33 @@ func TestNilAndSparse(t *testing.T) {
 		t.Fatal("nil process converted")
 	}
 }
+
+// Block I/O weights, throttles and network priorities convert; zero
+// weights stay unset, -1 device numbers are wildcards.
+func TestToResourcesBlockIONetwork(t *testing.T) {
+	got := ToResources(&pb.LinuxResources{
+		BlockIO: &pb.LinuxBlockIO{
+			Weight:                  500,
+			WeightDevice:            []*pb.LinuxWeightDevice{nil, {Major: 8, Minor: 0, LeafWeight: 300}},
+			ThrottleReadBpsDevice:   []*pb.LinuxThrottleDevice{{Major: 8, Minor: 16, Rate: 1 << 20}},
+			ThrottleWriteIOPSDevice: []*pb.LinuxThrottleDevice{{Major: 8, Minor: 32, Rate: 100}},
+		},
+		Network: &pb.LinuxNetwork{ClassID: 0x100001, Priorities: []*pb.LinuxInterfacePriority{{Name: "eth0", Priority: 5}}},
+		Devices: []*pb.LinuxDeviceCgroup{{Allow: true, Type: "b", Major: 8, Minor: -1, Access: "r"}},
+	})
+	want := &specs.LinuxResources{
+		BlockIO: &specs.LinuxBlockIO{
+			Weight: ptr(uint16(500)),
+			WeightDevice: []specs.LinuxWeightDevice{
+				{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: 8, Minor: 0}, LeafWeight: ptr(uint16(300))},
+			},
+			ThrottleReadBpsDevice:   []specs.LinuxThrottleDevice{{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: 8, Minor: 16}, Rate: 1 << 20}},
+			ThrottleWriteIOPSDevice: []specs.LinuxThrottleDevice{{LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: 8, Minor: 32}, Rate: 100}},
+		},
+		Network: &specs.LinuxNetwork{ClassID: ptr(uint32(0x100001)), Priorities: []specs.LinuxInterfacePriority{{Name: "eth0", Priority: 5}}},
+		Devices: []specs.LinuxDeviceCgroup{{Allow: true, Type: "b", Major: ptr(int64(8)), Access: "r"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+}

@@ -1,5 +1,8 @@
 // Package guestpath is the guest's path layout, in one place.
 //
+// It lives under protocols/ because part of it is a contract: the runtime
+// (and our host kit) name paths in KataRoot in their requests.
+//
 // Two trees, kept apart on purpose:
 //
 //   - KataRoot (/run/kata-containers) belongs to the runtime: it names mount

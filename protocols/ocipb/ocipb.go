@@ -187,8 +187,29 @@ func ToResources(r *pb.LinuxResources) *specs.LinuxResources {
 	if r == nil {
 		return nil
 	}
-	out := &specs.LinuxResources{}
-	for _, d := range r.Devices {
+	out := &specs.LinuxResources{
+		Devices: toDeviceRules(r.Devices),
+		Memory:  toMemory(r.Memory),
+		CPU:     toCPU(r.CPU),
+		BlockIO: toBlockIO(r.BlockIO),
+		Network: toNetwork(r.Network),
+	}
+	if p := r.Pids; p != nil && p.Limit != 0 {
+		l := p.Limit
+		out.Pids = &specs.LinuxPids{Limit: &l}
+	}
+	for _, h := range r.HugepageLimits {
+		if h == nil {
+			continue
+		}
+		out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.Pagesize, Limit: h.Limit})
+	}
+	return out
+}
+
+func toDeviceRules(ds []*pb.LinuxDeviceCgroup) []specs.LinuxDeviceCgroup {
+	var out []specs.LinuxDeviceCgroup
+	for _, d := range ds {
 		if d == nil {
 			continue
 		}
@@ -205,90 +226,80 @@ func ToResources(r *pb.LinuxResources) *specs.LinuxResources {
 		if d.Type == "a" || d.Type == "" {
 			sd.Major, sd.Minor = nil, nil
 		}
-		out.Devices = append(out.Devices, sd)
-	}
-	if m := r.Memory; m != nil {
-		sm := &specs.LinuxMemory{
-			Limit:       nz64(m.Limit),
-			Reservation: nz64(m.Reservation),
-			Swap:        nz64(m.Swap),
-			KernelTCP:   nz64(m.KernelTCP),
-			Swappiness:  nzu64(m.Swappiness),
-		}
-		if m.DisableOOMKiller {
-			t := true
-			sm.DisableOOMKiller = &t
-		}
-		out.Memory = sm
-	}
-	if c := r.CPU; c != nil {
-		out.CPU = &specs.LinuxCPU{
-			Shares:          nzu64(c.Shares),
-			Quota:           nz64(c.Quota),
-			Period:          nzu64(c.Period),
-			RealtimeRuntime: nz64(c.RealtimeRuntime),
-			RealtimePeriod:  nzu64(c.RealtimePeriod),
-			Cpus:            c.Cpus,
-			Mems:            c.Mems,
-		}
-	}
-	if p := r.Pids; p != nil && p.Limit != 0 {
-		l := p.Limit
-		out.Pids = &specs.LinuxPids{Limit: &l}
-	}
-	if b := r.BlockIO; b != nil {
-		sb := &specs.LinuxBlockIO{}
-		if b.Weight != 0 {
-			w := uint16(b.Weight)
-			sb.Weight = &w
-		}
-		if b.LeafWeight != 0 {
-			w := uint16(b.LeafWeight)
-			sb.LeafWeight = &w
-		}
-		for _, d := range b.WeightDevice {
-			if d == nil {
-				continue
-			}
-			wd := specs.LinuxWeightDevice{}
-			wd.Major, wd.Minor = d.Major, d.Minor
-			if d.Weight != 0 {
-				w := uint16(d.Weight)
-				wd.Weight = &w
-			}
-			if d.LeafWeight != 0 {
-				w := uint16(d.LeafWeight)
-				wd.LeafWeight = &w
-			}
-			sb.WeightDevice = append(sb.WeightDevice, wd)
-		}
-		sb.ThrottleReadBpsDevice = toThrottle(b.ThrottleReadBpsDevice)
-		sb.ThrottleWriteBpsDevice = toThrottle(b.ThrottleWriteBpsDevice)
-		sb.ThrottleReadIOPSDevice = toThrottle(b.ThrottleReadIOPSDevice)
-		sb.ThrottleWriteIOPSDevice = toThrottle(b.ThrottleWriteIOPSDevice)
-		out.BlockIO = sb
-	}
-	for _, h := range r.HugepageLimits {
-		if h == nil {
-			continue
-		}
-		out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.Pagesize, Limit: h.Limit})
-	}
-	if n := r.Network; n != nil {
-		sn := &specs.LinuxNetwork{}
-		if n.ClassID != 0 {
-			c := n.ClassID
-			sn.ClassID = &c
-		}
-		for _, p := range n.Priorities {
-			if p == nil {
-				continue
-			}
-			sn.Priorities = append(sn.Priorities, specs.LinuxInterfacePriority{Name: p.Name, Priority: p.Priority})
-		}
-		out.Network = sn
+		out = append(out, sd)
 	}
 	return out
+}
+
+func toMemory(m *pb.LinuxMemory) *specs.LinuxMemory {
+	if m == nil {
+		return nil
+	}
+	sm := &specs.LinuxMemory{
+		Limit:       nz64(m.Limit),
+		Reservation: nz64(m.Reservation),
+		Swap:        nz64(m.Swap),
+		KernelTCP:   nz64(m.KernelTCP),
+		Swappiness:  nzu64(m.Swappiness),
+	}
+	if m.DisableOOMKiller {
+		t := true
+		sm.DisableOOMKiller = &t
+	}
+	return sm
+}
+
+func toCPU(c *pb.LinuxCPU) *specs.LinuxCPU {
+	if c == nil {
+		return nil
+	}
+	return &specs.LinuxCPU{
+		Shares:          nzu64(c.Shares),
+		Quota:           nz64(c.Quota),
+		Period:          nzu64(c.Period),
+		RealtimeRuntime: nz64(c.RealtimeRuntime),
+		RealtimePeriod:  nzu64(c.RealtimePeriod),
+		Cpus:            c.Cpus,
+		Mems:            c.Mems,
+	}
+}
+
+func toBlockIO(b *pb.LinuxBlockIO) *specs.LinuxBlockIO {
+	if b == nil {
+		return nil
+	}
+	sb := &specs.LinuxBlockIO{Weight: nzWeight(b.Weight), LeafWeight: nzWeight(b.LeafWeight)}
+	for _, d := range b.WeightDevice {
+		if d == nil {
+			continue
+		}
+		wd := specs.LinuxWeightDevice{Weight: nzWeight(d.Weight), LeafWeight: nzWeight(d.LeafWeight)}
+		wd.Major, wd.Minor = d.Major, d.Minor
+		sb.WeightDevice = append(sb.WeightDevice, wd)
+	}
+	sb.ThrottleReadBpsDevice = toThrottle(b.ThrottleReadBpsDevice)
+	sb.ThrottleWriteBpsDevice = toThrottle(b.ThrottleWriteBpsDevice)
+	sb.ThrottleReadIOPSDevice = toThrottle(b.ThrottleReadIOPSDevice)
+	sb.ThrottleWriteIOPSDevice = toThrottle(b.ThrottleWriteIOPSDevice)
+	return sb
+}
+
+func toNetwork(n *pb.LinuxNetwork) *specs.LinuxNetwork {
+	if n == nil {
+		return nil
+	}
+	sn := &specs.LinuxNetwork{}
+	if n.ClassID != 0 {
+		c := n.ClassID
+		sn.ClassID = &c
+	}
+	for _, p := range n.Priorities {
+		if p == nil {
+			continue
+		}
+		sn.Priorities = append(sn.Priorities, specs.LinuxInterfacePriority{Name: p.Name, Priority: p.Priority})
+	}
+	return sn
 }
 
 func toThrottle(ds []*pb.LinuxThrottleDevice) []specs.LinuxThrottleDevice {
@@ -316,6 +327,15 @@ func nzu64(v uint64) *uint64 {
 		return nil
 	}
 	return &v
+}
+
+// nzWeight converts a blkio weight; the protocol carries it in 32 bits.
+func nzWeight(v uint32) *uint16 {
+	if v == 0 {
+		return nil
+	}
+	w := uint16(v)
+	return &w
 }
 
 func copyMap(m map[string]string) map[string]string {
