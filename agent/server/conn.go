@@ -160,6 +160,11 @@ type trackedConn struct {
 	mu       sync.Mutex
 	wr       frameScanner
 	destroys map[uint32]bool // streams carrying a DestroySandbox request
+	// pending counts requests read whose response has not been written.
+	// ttrpc's own idle tracking is refreshed only when its connection
+	// loop wakes, so it can call a connection with a pending long poll
+	// idle; the server's stop waits on this count instead.
+	pending int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -171,11 +176,12 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 		if typ != frameRequest {
 			return
 		}
+		c.mu.Lock()
+		c.pending++
 		if svc, m := requestMethod(peek); svc == destroyService && m == destroyMethod {
-			c.mu.Lock()
 			c.destroys[id] = true
-			c.mu.Unlock()
 		}
+		c.mu.Unlock()
 	})
 	return n, err
 }
@@ -185,7 +191,13 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	replied := false
 	c.mu.Lock()
 	c.wr.scan(p[:n], func(id uint32, typ byte, peek []byte) {
-		if typ == frameResponse && c.destroys[id] {
+		if typ != frameResponse {
+			return
+		}
+		if c.pending > 0 {
+			c.pending--
+		}
+		if c.destroys[id] {
 			delete(c.destroys, id)
 			replied = replied || responseOK(peek)
 		}
@@ -197,6 +209,14 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		c.srv.destroyReplied(c)
 	}
 	return n, err
+}
+
+// idle reports whether every request read on c has had its response
+// written.
+func (c *trackedConn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending == 0
 }
 
 // Close waits (bounded) until the host has taken what was written, then

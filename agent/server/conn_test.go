@@ -305,3 +305,38 @@ func TestDestroySandboxFallbackStop(t *testing.T) {
 		t.Fatal("the fallback did not stop the server")
 	}
 }
+
+// ttrpc marks a connection idle only when its loop wakes, so a connection
+// with a long poll pending can look idle to ttrpc's Shutdown; the server's
+// stop waits on its own count of requests without a written response.
+func TestStopWaitsForPendingResponses(t *testing.T) {
+	srv, err := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest, host := net.Pipe()
+	defer host.Close()
+	tc := &trackedConn{Conn: guest, srv: srv, destroys: map[uint32]bool{}}
+	srv.track(tc)
+
+	req := frame(3, frameRequest, []byte{0x0a, 0x01, 'x'})
+	go host.Write(req)
+	if _, err := io.ReadFull(tc, make([]byte, len(req))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := srv.waitResponsesWritten(ctx); err == nil {
+		t.Fatal("the stop went ahead with a request whose response was not written")
+	}
+
+	go io.Copy(io.Discard, host)
+	if _, err := tc.Write(frame(3, frameResponse, nil)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.waitResponsesWritten(ctx); err != nil {
+		t.Fatalf("the stop still waits after the response was written: %v", err)
+	}
+}

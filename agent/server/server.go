@@ -158,7 +158,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // was written.
 func (s *Server) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.stopGrace)
-	err := s.ttrpc.Shutdown(ctx)
+	err := s.waitResponsesWritten(ctx)
+	if err == nil {
+		err = s.ttrpc.Shutdown(ctx)
+	}
 	cancel()
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("requests still in flight when the server stopped; closing their connections", "grace", s.stopGrace)
@@ -179,6 +182,31 @@ func (s *Server) shutdown() {
 		}()
 	}
 	wg.Wait()
+}
+
+// waitResponsesWritten waits until every request read on every connection
+// has had its response written, or ctx ends. It polls: it runs only while
+// the server stops.
+func (s *Server) waitResponsesWritten(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		busy := false
+		for c := range s.conns {
+			if !c.idle() {
+				busy = true
+				break
+			}
+		}
+		s.mu.Unlock()
+		if !busy {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(flushPoll):
+		}
+	}
 }
 
 func (s *Server) stop() { s.stopOnce.Do(func() { close(s.done) }) }
