@@ -9,11 +9,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 )
 
 // MaxReadLen caps one ReadStdout/ReadStderr reply well below ttrpc's
@@ -438,14 +439,6 @@ func awaitExit(pid int) {
 		err := unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
 		// Done when it exited (or cannot be waited for at all); otherwise
 		// the poller waits for the pidfd to become readable.
-		return err != nil || siginfoPid(&info) != 0
+		return err != nil || reaper.SiginfoPid(&info) != 0
 	})
-}
-
-// siginfoPid returns si_pid of a siginfo filled by waitid: zero when
-// WNOHANG found no exited child.
-func siginfoPid(info *unix.Siginfo) int {
-	const ptr = unsafe.Sizeof(uintptr(0))
-	const off = (12 + ptr - 1) / ptr * ptr
-	return int(*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(info)) + off)))
 }

@@ -98,13 +98,3 @@ func (o *Onliner) sweep() {
 		o.log.Warn("memory sweep after hot-plug uevents", "error", err)
 	}
 }
-
-// stopSweep cancels a pending sweep (tests use it before their sysfs tree
-// goes away).
-func (o *Onliner) stopSweep() {
-	o.sweepMu.Lock()
-	defer o.sweepMu.Unlock()
-	if o.sweepTimer != nil {
-		o.sweepTimer.Stop()
-	}
-}

@@ -191,7 +191,7 @@ func (r *Reaper) reap() {
 		// Cheap check first: is there any exited child at all?
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
-		if err != nil || siginfoPid(&info) == 0 {
+		if err != nil || SiginfoPid(&info) == 0 {
 			return // ECHILD or nothing exited
 		}
 		r.mu.Lock()

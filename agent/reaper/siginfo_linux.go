@@ -6,9 +6,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// siginfoPid returns si_pid of a siginfo filled by waitid: zero when
+// SiginfoPid returns si_pid of a siginfo filled by waitid: zero when
 // WNOHANG found no exited child.
-func siginfoPid(info *unix.Siginfo) int {
+func SiginfoPid(info *unix.Siginfo) int {
 	// Layout on Linux: int si_signo, si_errno, si_code; (padding on 64-bit
 	// to 8-byte alignment of the union, i.e. offset 16 on 64-bit, 12 on 32)
 	// then the union, whose first member for SIGCHLD is pid_t si_pid.

@@ -145,9 +145,6 @@ type CreateSandboxRequest struct {
 	Hostname string
 	DNS      []string
 	Storages []*pb.Storage
-	// SharedPID is informational: each CreateContainer says whether it
-	// joins the shared pid namespace (CreateContainerRequest.SandboxPID).
-	SharedPID bool
 }
 
 // CreateSandbox sets up the pod: hostname and IPC in shared namespaces,

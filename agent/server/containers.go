@@ -11,9 +11,10 @@ import (
 	"github.com/opencontainers/cgroups"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/container/ocipb"
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/ocipb"
 )
 
 // containerHandlers serves the sandbox, container, process and stdio RPCs
@@ -53,7 +54,7 @@ func (h *containerHandlers) CreateSandbox(ctx context.Context, req *pb.CreateSan
 		return nil, fmt.Errorf("loading kernel modules is not supported (the guest kernel has no modules): %w", errdefs.ErrNotImplemented)
 	}
 	err := h.sb.CreateSandbox(ctx, sandbox.CreateSandboxRequest{
-		ID: req.SandboxId, Hostname: req.Hostname, DNS: req.Dns, Storages: req.Storages, SharedPID: req.SandboxPidns,
+		ID: req.SandboxId, Hostname: req.Hostname, DNS: req.Dns, Storages: req.Storages,
 	})
 	return empty(err)
 }
@@ -78,14 +79,14 @@ func (h *containerHandlers) CreateContainer(ctx context.Context, req *pb.CreateC
 		return nil, err
 	}
 	if req.ExecId != "" && req.ExecId != req.ContainerId {
-		return nil, badRequest("container %q: exec id %q of the init process must equal the container id", req.ContainerId, req.ExecId)
+		return nil, hostinput.Invalid("container %q: exec id %q of the init process must equal the container id", req.ContainerId, req.ExecId)
 	}
 	if req.OCI == nil {
-		return nil, badRequest("container %q: no OCI spec", req.ContainerId)
+		return nil, hostinput.Invalid("container %q: no OCI spec", req.ContainerId)
 	}
 	spec, err := ocipb.ToSpec(req.OCI)
 	if err != nil {
-		return nil, badRequest("container %q: %v", req.ContainerId, err)
+		return nil, hostinput.Invalid("container %q: %v", req.ContainerId, err)
 	}
 	return empty(h.sb.CreateContainer(ctx, sandbox.CreateContainerRequest{
 		ID: req.ContainerId, Spec: spec, Storages: req.Storages, Devices: req.Devices, SandboxPID: req.SandboxPidns,
@@ -114,7 +115,7 @@ func (h *containerHandlers) ExecProcess(_ context.Context, req *pb.ExecProcessRe
 		return nil, err
 	}
 	if req.Process == nil {
-		return nil, badRequest("exec %q in container %q: no process", req.ExecId, req.ContainerId)
+		return nil, hostinput.Invalid("exec %q in container %q: no process", req.ExecId, req.ContainerId)
 	}
 	return empty(h.sb.ExecProcess(req.ContainerId, req.ExecId, ocipb.ToProcess(req.Process)))
 }
@@ -168,7 +169,7 @@ func (h *containerHandlers) UpdateContainer(_ context.Context, req *pb.UpdateCon
 		return nil, err
 	}
 	if req.Resources == nil {
-		return nil, badRequest("container %q: no resources to update", req.ContainerId)
+		return nil, hostinput.Invalid("container %q: no resources to update", req.ContainerId)
 	}
 	return empty(c.Update(ocipb.ToResources(req.Resources)))
 }
@@ -337,9 +338,4 @@ func cgroupStats(s *cgroups.Stats) *pb.CgroupStats {
 		}
 	}
 	return out
-}
-
-// badRequest builds an InvalidArgument error naming the problem.
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 }
