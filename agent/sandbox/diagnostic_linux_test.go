@@ -110,7 +110,7 @@ func TestReadTerminationLog(t *testing.T) {
 
 func TestTerminationLogUnknownContainer(t *testing.T) {
 	dir := t.TempDir()
-	s := New(Config{BundleRoot: dir + "/b", SandboxDir: dir + "/s", SharedDir: dir + "/sh", StateRoot: dir + "/st"})
+	s := newTestSandbox(t, Config{BundleRoot: dir + "/b", SandboxDir: dir + "/s", SharedDir: dir + "/sh", StateRoot: dir + "/st"})
 	if _, err := s.TerminationLog("nope"); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown container: %v", err)
 	}

@@ -82,7 +82,7 @@ func TestFailedCreateWithSandboxIDKeepsSandboxStorages(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fs := &fakeStorage{refs: map[string]int{}}
-	s := New(Config{BundleRoot: dir + "/bundles", SandboxDir: dir + "/sandbox", SharedDir: dir + "/shared",
+	s := newTestSandbox(t, Config{BundleRoot: dir + "/bundles", SandboxDir: dir + "/sandbox", SharedDir: dir + "/shared",
 		StateRoot: dir + "/state", Storage: fs})
 	ctx := context.Background()
 	share := &pb.Storage{Driver: "virtio-fs", Source: "kataShared", MountPoint: dir + "/shared"}

@@ -41,7 +41,7 @@ func TestRoleOf(t *testing.T) {
 func TestPlanPidnsWithoutInfra(t *testing.T) {
 	app := map[string]string{"io.kubernetes.cri.container-type": "container"}
 	infra := map[string]string{"io.kubernetes.cri.container-type": "sandbox"}
-	s := New(Config{})
+	s := newTestSandbox(t, Config{})
 	s.id = "pod1"
 	reserve := func(id string) { s.containers[id] = nil }
 
@@ -68,7 +68,7 @@ func TestPlanPidnsWithoutInfra(t *testing.T) {
 	}
 	// Without annotations, the first container is taken for the infra
 	// container (upstream's rule), later ones are not.
-	s2 := New(Config{})
+	s2 := newTestSandbox(t, Config{})
 	s2.containers["first"] = nil
 	if p, err := s2.planPidns("first", nil, true); err != nil || !p.hold {
 		t.Errorf("first unannotated container: %+v, %v; want it to hold the namespace", p, err)

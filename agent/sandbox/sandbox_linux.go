@@ -47,8 +47,8 @@ type Config struct {
 	Reaper      container.Reaper
 	Storage     StorageManager
 	Devices     DeviceResolver
-	// WriteResolvConf writes the sandbox DNS file (the network package's
-	// validating writer once wired); defaults to a strict local one.
+	// WriteResolvConf writes the sandbox DNS file (network.WriteResolvConf).
+	// Storage, Devices and WriteResolvConf are required.
 	WriteResolvConf func(path string, lines []string) error
 	Log             *slog.Logger
 	// Execs bounds exec'd processes and when finished ones are released.
@@ -98,7 +98,10 @@ func (s *Sandbox) scheduleTrim() {
 }
 
 // New returns an empty sandbox.
-func New(cfg Config) *Sandbox {
+func New(cfg Config) (*Sandbox, error) {
+	if cfg.Storage == nil || cfg.Devices == nil || cfg.WriteResolvConf == nil {
+		return nil, errors.New("sandbox: Storage, Devices and WriteResolvConf are required")
+	}
 	if cfg.BundleRoot == "" {
 		cfg.BundleRoot = guestpath.BundleDir
 	}
@@ -117,15 +120,6 @@ func New(cfg Config) *Sandbox {
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = "/proc"
 	}
-	if cfg.Storage == nil {
-		cfg.Storage = NewLocalStorage()
-	}
-	if cfg.Devices == nil {
-		cfg.Devices = NodeDevices{}
-	}
-	if cfg.WriteResolvConf == nil {
-		cfg.WriteResolvConf = writeResolvConf
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -136,7 +130,7 @@ func New(cfg Config) *Sandbox {
 	}
 	s := &Sandbox{cfg: cfg, log: cfg.Log, containers: map[string]*container.Container{}}
 	s.oom.init()
-	return s
+	return s, nil
 }
 
 // CreateSandboxRequest is what CreateSandbox needs.
@@ -682,17 +676,4 @@ func releaseNamespaces(paths map[specs.LinuxNamespaceType]string) {
 		_ = unix.Unmount(p, unix.MNT_DETACH)
 		_ = os.Remove(p)
 	}
-}
-
-// writeResolvConf writes resolv.conf lines, refusing control characters.
-func writeResolvConf(path string, lines []string) error {
-	var b strings.Builder
-	for i, l := range lines {
-		if strings.ContainsAny(l, "\x00\n\r") {
-			return fmt.Errorf("dns line %d contains a control character: %w", i, errdefs.ErrInvalidArgument)
-		}
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

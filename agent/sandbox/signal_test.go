@@ -68,7 +68,7 @@ func TestSignalHandledReadsProcStatus(t *testing.T) {
 }
 
 func TestSignalProcessArguments(t *testing.T) {
-	s := New(Config{ProcRoot: t.TempDir()})
+	s := newTestSandbox(t, Config{ProcRoot: t.TempDir()})
 	err := s.SignalProcess("c1", "", 65)
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "65") {
 		t.Errorf("signal 65: %v, want InvalidArgument naming 65", err)

@@ -23,22 +23,6 @@ type containerHandlers struct {
 	sb *sandbox.Sandbox
 }
 
-func newContainerHandlers(opts Options) *containerHandlers {
-	if opts.Sandbox == nil {
-		return nil
-	}
-	return &containerHandlers{sb: opts.Sandbox}
-}
-
-var errNoContainers = fmt.Errorf("containers are not enabled in this agent: %w", errdefs.ErrNotImplemented)
-
-func (h *containerHandlers) ready() error {
-	if h == nil || h.sb == nil {
-		return errNoContainers
-	}
-	return nil
-}
-
 func noStreamPorts(stdin, stdout, stderr uint32) error {
 	if stdin != 0 || stdout != 0 || stderr != 0 {
 		return fmt.Errorf("stdio over vsock ports is not supported; use ReadStdout/WriteStdin: %w", errdefs.ErrNotImplemented)
@@ -47,9 +31,6 @@ func noStreamPorts(stdin, stdout, stderr uint32) error {
 }
 
 func (h *containerHandlers) CreateSandbox(ctx context.Context, req *pb.CreateSandboxRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	if len(req.KernelModules) > 0 {
 		return nil, fmt.Errorf("loading kernel modules is not supported (the guest kernel has no modules): %w", errdefs.ErrNotImplemented)
 	}
@@ -60,9 +41,6 @@ func (h *containerHandlers) CreateSandbox(ctx context.Context, req *pb.CreateSan
 }
 
 func (h *containerHandlers) DestroySandbox(ctx context.Context, _ *pb.DestroySandboxRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	// With Options.StopAfterDestroy, the server stops once the host has
 	// taken this reply (see Server.Serve).
 	if err := h.sb.DestroySandbox(ctx); err != nil {
@@ -72,9 +50,6 @@ func (h *containerHandlers) DestroySandbox(ctx context.Context, _ *pb.DestroySan
 }
 
 func (h *containerHandlers) CreateContainer(ctx context.Context, req *pb.CreateContainerRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	if err := noStreamPorts(req.StdinPort, req.StdoutPort, req.StderrPort); err != nil {
 		return nil, err
 	}
@@ -94,23 +69,14 @@ func (h *containerHandlers) CreateContainer(ctx context.Context, req *pb.CreateC
 }
 
 func (h *containerHandlers) StartContainer(_ context.Context, req *pb.StartContainerRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	return empty(h.sb.StartContainer(req.ContainerId))
 }
 
 func (h *containerHandlers) RemoveContainer(ctx context.Context, req *pb.RemoveContainerRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	return empty(h.sb.RemoveContainer(ctx, req.ContainerId, time.Duration(req.Timeout)*time.Second))
 }
 
 func (h *containerHandlers) ExecProcess(_ context.Context, req *pb.ExecProcessRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	if err := noStreamPorts(req.StdinPort, req.StdoutPort, req.StderrPort); err != nil {
 		return nil, err
 	}
@@ -121,16 +87,10 @@ func (h *containerHandlers) ExecProcess(_ context.Context, req *pb.ExecProcessRe
 }
 
 func (h *containerHandlers) SignalProcess(_ context.Context, req *pb.SignalProcessRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	return empty(h.sb.SignalProcess(req.ContainerId, req.ExecId, req.Signal))
 }
 
 func (h *containerHandlers) WaitProcess(ctx context.Context, req *pb.WaitProcessRequest) (*pb.WaitProcessResponse, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	code, err := h.sb.WaitProcess(ctx, req.ContainerId, req.ExecId)
 	if err != nil {
 		return nil, err
@@ -139,9 +99,6 @@ func (h *containerHandlers) WaitProcess(ctx context.Context, req *pb.WaitProcess
 }
 
 func (h *containerHandlers) PauseContainer(_ context.Context, req *pb.PauseContainerRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	c, err := h.sb.Container(req.ContainerId)
 	if err != nil {
 		return nil, err
@@ -150,9 +107,6 @@ func (h *containerHandlers) PauseContainer(_ context.Context, req *pb.PauseConta
 }
 
 func (h *containerHandlers) ResumeContainer(_ context.Context, req *pb.ResumeContainerRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	c, err := h.sb.Container(req.ContainerId)
 	if err != nil {
 		return nil, err
@@ -161,9 +115,6 @@ func (h *containerHandlers) ResumeContainer(_ context.Context, req *pb.ResumeCon
 }
 
 func (h *containerHandlers) UpdateContainer(_ context.Context, req *pb.UpdateContainerRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	c, err := h.sb.Container(req.ContainerId)
 	if err != nil {
 		return nil, err
@@ -175,9 +126,6 @@ func (h *containerHandlers) UpdateContainer(_ context.Context, req *pb.UpdateCon
 }
 
 func (h *containerHandlers) StatsContainer(_ context.Context, req *pb.StatsContainerRequest) (*pb.StatsContainerResponse, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	c, err := h.sb.Container(req.ContainerId)
 	if err != nil {
 		return nil, err
@@ -190,16 +138,10 @@ func (h *containerHandlers) StatsContainer(_ context.Context, req *pb.StatsConta
 }
 
 func (h *containerHandlers) RemoveStaleVirtiofsShareMounts(context.Context, *pb.RemoveStaleVirtiofsShareMountsRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	return empty(h.sb.RemoveStaleVirtiofsShareMounts())
 }
 
 func (h *containerHandlers) GetOOMEvent(ctx context.Context, _ *pb.GetOOMEventRequest) (*pb.OOMEvent, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	id, err := h.sb.GetOOMEvent(ctx)
 	if err != nil {
 		return nil, err
@@ -208,9 +150,6 @@ func (h *containerHandlers) GetOOMEvent(ctx context.Context, _ *pb.GetOOMEventRe
 }
 
 func (h *containerHandlers) WriteStdin(_ context.Context, req *pb.WriteStreamRequest) (*pb.WriteStreamResponse, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	_, p, err := h.sb.Process(req.ContainerId, req.ExecId)
 	if err != nil {
 		return nil, err
@@ -233,9 +172,6 @@ func (h *containerHandlers) ReadStderr(ctx context.Context, req *pb.ReadStreamRe
 // read answers zero-length data at end of stream, which the runtime takes
 // as EOF.
 func (h *containerHandlers) read(ctx context.Context, req *pb.ReadStreamRequest, stderr bool) (*pb.ReadStreamResponse, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	c, p, err := h.sb.Process(req.ContainerId, req.ExecId)
 	if err != nil {
 		return nil, err
@@ -259,9 +195,6 @@ func (h *containerHandlers) read(ctx context.Context, req *pb.ReadStreamRequest,
 }
 
 func (h *containerHandlers) CloseStdin(_ context.Context, req *pb.CloseStdinRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	_, p, err := h.sb.Process(req.ContainerId, req.ExecId)
 	if err != nil {
 		return nil, err
@@ -270,9 +203,6 @@ func (h *containerHandlers) CloseStdin(_ context.Context, req *pb.CloseStdinRequ
 }
 
 func (h *containerHandlers) TtyWinResize(_ context.Context, req *pb.TtyWinResizeRequest) (*emptypb.Empty, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	_, p, err := h.sb.Process(req.ContainerId, req.ExecId)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/device"
+	"github.com/sandbox-guest/sandbox-guest/agent/network"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
+	"github.com/sandbox-guest/sandbox-guest/agent/storage"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -24,9 +27,15 @@ func wantStatus(t *testing.T, err error, code codes.Code, substr string) {
 
 func testSandbox(t *testing.T) *sandbox.Sandbox {
 	dir := t.TempDir()
-	return sandbox.New(sandbox.Config{
+	sb, err := sandbox.New(sandbox.Config{
 		BundleRoot: dir + "/bundles", SandboxDir: dir + "/sandbox", SharedDir: dir + "/shared", StateRoot: dir + "/state",
+		Storage: storage.New(storage.Config{Root: dir + "/kata"}), Devices: &device.Resolver{Waiter: &device.Waiter{}},
+		WriteResolvConf: network.WriteResolvConf,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
 }
 
 func TestContainersDisabledWithoutSandbox(t *testing.T) {
@@ -34,9 +43,9 @@ func TestContainersDisabledWithoutSandbox(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := c.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "x"})
-	wantStatus(t, err, codes.Unimplemented, "containers are not enabled")
+	wantStatus(t, err, codes.Unimplemented, "method CreateContainer is not implemented")
 	_, err = c.Agent.ReadStdout(ctx, &pb.ReadStreamRequest{ContainerId: "x"})
-	wantStatus(t, err, codes.Unimplemented, "containers are not enabled")
+	wantStatus(t, err, codes.Unimplemented, "method ReadStdout is not implemented")
 }
 
 // TestContainerRequestValidation covers the checks made before anything is

@@ -14,9 +14,6 @@ import (
 const logTypeTerminationLog = "termination_log"
 
 func (h *containerHandlers) GetDiagnosticData(_ context.Context, req *pb.GetDiagnosticDataRequest) (*pb.GetDiagnosticDataResponse, error) {
-	if err := h.ready(); err != nil {
-		return nil, err
-	}
 	if t := req.GetLogType(); t != logTypeTerminationLog {
 		if len(t) > 64 {
 			t = t[:64] + "..."

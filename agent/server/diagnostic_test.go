@@ -19,7 +19,7 @@ func TestGetDiagnosticDataRequests(t *testing.T) {
 
 	c := startServer(t, Options{})
 	_, err := c.Agent.GetDiagnosticData(ctx, &pb.GetDiagnosticDataRequest{LogType: "termination_log", ContainerId: "x"})
-	wantStatus(t, err, codes.Unimplemented, "containers are not enabled")
+	wantStatus(t, err, codes.Unimplemented, "method GetDiagnosticData is not implemented")
 
 	c = startServer(t, Options{Sandbox: testSandbox(t)})
 	_, err = c.Agent.GetDiagnosticData(ctx, &pb.GetDiagnosticDataRequest{LogType: "kernel_log", ContainerId: "x"})

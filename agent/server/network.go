@@ -24,16 +24,13 @@ type Network interface {
 	SetIPTables(ctx context.Context, ipv6 bool, data []byte) ([]byte, error)
 }
 
-// networkHandlers serve the network methods. With no Network configured
-// they answer Unimplemented, like the fallback.
+// networkHandlers serve the interface, route, neighbour and iptables
+// calls.
 type networkHandlers struct {
 	net Network
 }
 
 func (h *networkHandlers) UpdateInterface(ctx context.Context, req *pb.UpdateInterfaceRequest) (*typespb.Interface, error) {
-	if h.net == nil {
-		return nil, notImplemented("UpdateInterface")
-	}
 	if req.GetInterface() == nil {
 		return nil, fmt.Errorf("UpdateInterface: interface is missing: %w", errdefs.ErrInvalidArgument)
 	}
@@ -41,9 +38,6 @@ func (h *networkHandlers) UpdateInterface(ctx context.Context, req *pb.UpdateInt
 }
 
 func (h *networkHandlers) UpdateRoutes(ctx context.Context, req *pb.UpdateRoutesRequest) (*pb.Routes, error) {
-	if h.net == nil {
-		return nil, notImplemented("UpdateRoutes")
-	}
 	// No routes message is malformed (upstream refuses it too); only a
 	// present, empty list means an empty table.
 	if req.GetRoutes() == nil {
@@ -57,9 +51,6 @@ func (h *networkHandlers) UpdateRoutes(ctx context.Context, req *pb.UpdateRoutes
 }
 
 func (h *networkHandlers) ListInterfaces(ctx context.Context, _ *pb.ListInterfacesRequest) (*pb.Interfaces, error) {
-	if h.net == nil {
-		return nil, notImplemented("ListInterfaces")
-	}
 	ifs, err := h.net.ListInterfaces(ctx)
 	if err != nil {
 		return nil, err
@@ -68,9 +59,6 @@ func (h *networkHandlers) ListInterfaces(ctx context.Context, _ *pb.ListInterfac
 }
 
 func (h *networkHandlers) ListRoutes(ctx context.Context, _ *pb.ListRoutesRequest) (*pb.Routes, error) {
-	if h.net == nil {
-		return nil, notImplemented("ListRoutes")
-	}
 	rs, err := h.net.ListRoutes(ctx)
 	if err != nil {
 		return nil, err
@@ -79,9 +67,6 @@ func (h *networkHandlers) ListRoutes(ctx context.Context, _ *pb.ListRoutesReques
 }
 
 func (h *networkHandlers) AddARPNeighbors(ctx context.Context, req *pb.AddARPNeighborsRequest) (*emptypb.Empty, error) {
-	if h.net == nil {
-		return nil, notImplemented("AddARPNeighbors")
-	}
 	if req.GetNeighbors() == nil {
 		return nil, fmt.Errorf("AddARPNeighbors: neighbors message is missing: %w", errdefs.ErrInvalidArgument)
 	}
@@ -92,9 +77,6 @@ func (h *networkHandlers) AddARPNeighbors(ctx context.Context, req *pb.AddARPNei
 }
 
 func (h *networkHandlers) GetIPTables(ctx context.Context, req *pb.GetIPTablesRequest) (*pb.GetIPTablesResponse, error) {
-	if h.net == nil {
-		return nil, notImplemented("GetIPTables")
-	}
 	data, err := h.net.GetIPTables(ctx, req.GetIsIpv6())
 	if err != nil {
 		return nil, err
@@ -103,9 +85,6 @@ func (h *networkHandlers) GetIPTables(ctx context.Context, req *pb.GetIPTablesRe
 }
 
 func (h *networkHandlers) SetIPTables(ctx context.Context, req *pb.SetIPTablesRequest) (*pb.SetIPTablesResponse, error) {
-	if h.net == nil {
-		return nil, notImplemented("SetIPTables")
-	}
 	data, err := h.net.SetIPTables(ctx, req.GetIsIpv6(), req.GetData())
 	if err != nil {
 		return nil, err

@@ -11,8 +11,6 @@ import (
 
 	"github.com/containerd/ttrpc"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
-	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
@@ -22,23 +20,29 @@ import (
 type fallback struct{ unimplemented }
 
 // agentService is the grpc.AgentService implementation: one embedded
-// handler type per concern.
+// service per group of calls, each either its handlers or, when the agent
+// has nothing to serve it with, unimplemented (chosen once, in New).
 type agentService struct {
 	fallback
-	*containerHandlers
-	*hotplugHandlers
-	*storageHandlers
-	*networkHandlers
+	containerService
+	hotplugService
+	guestService
+	metricsService
+	fileService
+	storageService
+	systemService
+	networkService
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
 
-// Options configure a Server.
+// Options configure a Server. A nil service leaves its calls
+// Unimplemented.
 type Options struct {
 	// Log receives request failures and panics. Defaults to slog.Default().
 	Log *slog.Logger
-	// Sandbox runs the pod's containers; nil leaves the container RPCs
-	// unimplemented.
+	// Sandbox runs the pod's containers (the sandbox, container, process,
+	// stdio and diagnostic calls).
 	Sandbox *sandbox.Sandbox
 	// StopAfterDestroy makes a successful DestroySandbox the end of
 	// serving: once the host has taken the reply, the server closes every
@@ -46,26 +50,25 @@ type Options struct {
 	// off.
 	StopAfterDestroy bool
 
-	// Hotplug onlines CPUs and memory and reports memory hot-plug details;
-	// nil answers OnlineCPUMem and MemHotplugByProbe NotImplemented.
-	Hotplug *hotplug.Onliner
-	// Metrics gathers GetMetrics; nil answers it NotImplemented.
-	Metrics *metrics.Collector
+	// Hotplug onlines CPUs and memory and reports memory hot-plug details
+	// in GetGuestDetails (a *hotplug.Onliner).
+	Hotplug Hotplug
+	// Metrics gathers GetMetrics (a *metrics.Collector).
+	Metrics Metrics
 	// AgentInfo is reported by GetGuestDetails.
 	AgentInfo AgentInfo
 
-	// Storage serves UpdateEphemeralMounts (a *storage.Manager).
-	Storage EphemeralUpdater
-	// CopyFileRoot confines CopyFile; defaults to
-	// /run/kata-containers/shared/containers.
+	// Storage serves UpdateEphemeralMounts and GetVolumeStats (a
+	// *storage.Manager).
+	Storage Storage
+	// CopyFileRoot confines CopyFile (always served); defaults to
+	// guestpath.SharedDir.
 	CopyFileRoot string
-	// SetTime and ReseedRandom default to the initsys system calls; tests
-	// replace them.
-	SetTime      func(sec, usec int64) error
-	ReseedRandom func(data []byte) error
+	// System sets the clock and reseeds the entropy pool.
+	System System
 
 	// Network configures interfaces, routes, neighbours and iptables
-	// (agent/network.Manager). Nil leaves those methods Unimplemented.
+	// (agent/network.Manager).
 	Network Network
 }
 
@@ -118,12 +121,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
-	svc := &agentService{
-		containerHandlers: newContainerHandlers(opts),
-		hotplugHandlers:   newHotplugHandlers(opts, log),
-		storageHandlers:   newStorageHandlers(opts),
-		networkHandlers:   &networkHandlers{net: opts.Network},
-	}
+	svc := newAgentService(opts, log)
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	s.ttrpc = ts

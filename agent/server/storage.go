@@ -2,100 +2,54 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 
-	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
 	"github.com/sandbox-guest/sandbox-guest/agent/storage"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
-// EphemeralUpdater resizes mounted ephemeral storages (storage.Manager).
-type EphemeralUpdater interface {
+// Storage is what the storage handlers need; *storage.Manager implements
+// it.
+type Storage interface {
+	// UpdateEphemeral resizes mounted ephemeral storages.
 	UpdateEphemeral(storages []*pb.Storage) error
+	// VolumeStats measures the volume at a guest path.
+	VolumeStats(path string) (storage.VolumeUsage, error)
 }
 
-// storageHandlers serves the file, clock, entropy and volume calls.
+// storageHandlers serves the calls about mounted storages.
 type storageHandlers struct {
-	ephemeral EphemeralUpdater
-	copier    *storage.FileCopier
-	setTime   func(sec, usec int64) error
-	reseed    func(data []byte) error
-}
-
-func newStorageHandlers(opts Options) *storageHandlers {
-	h := &storageHandlers{
-		ephemeral: opts.Storage,
-		copier:    &storage.FileCopier{Root: opts.CopyFileRoot},
-		setTime:   opts.SetTime,
-		reseed:    opts.ReseedRandom,
-	}
-	if h.setTime == nil {
-		h.setTime = initsys.SetTime
-	}
-	if h.reseed == nil {
-		h.reseed = initsys.ReseedRandom
-	}
-	return h
-}
-
-func (h *storageHandlers) CopyFile(_ context.Context, req *pb.CopyFileRequest) (*emptypb.Empty, error) {
-	err := h.copier.Copy(storage.CopyRequest{
-		Path: req.Path, FileSize: req.FileSize, FileMode: req.FileMode, DirMode: req.DirMode,
-		UID: req.Uid, GID: req.Gid, Offset: req.Offset, Data: req.Data,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &emptypb.Empty{}, nil
-}
-
-func (h *storageHandlers) SetGuestDateTime(_ context.Context, req *pb.SetGuestDateTimeRequest) (*emptypb.Empty, error) {
-	if err := h.setTime(req.Sec, req.Usec); err != nil {
-		return nil, err
-	}
-	return &emptypb.Empty{}, nil
-}
-
-func (h *storageHandlers) ReseedRandomDev(_ context.Context, req *pb.ReseedRandomDevRequest) (*emptypb.Empty, error) {
-	if err := h.reseed(req.Data); err != nil {
-		return nil, err
-	}
-	return &emptypb.Empty{}, nil
+	storage Storage
 }
 
 func (h *storageHandlers) UpdateEphemeralMounts(_ context.Context, req *pb.UpdateEphemeralMountsRequest) (*emptypb.Empty, error) {
-	if h.ephemeral == nil {
-		return nil, fmt.Errorf("UpdateEphemeralMounts: no storage manager: %w", errdefs.ErrUnavailable)
-	}
-	if err := h.ephemeral.UpdateEphemeral(req.Storages); err != nil {
-		return nil, err
-	}
-	return &emptypb.Empty{}, nil
+	return empty(h.storage.UpdateEphemeral(req.Storages))
 }
 
 func (h *storageHandlers) GetVolumeStats(_ context.Context, req *pb.VolumeStatsRequest) (*pb.VolumeStatsResponse, error) {
-	p := req.VolumeGuestPath
-	if p == "" || !filepath.IsAbs(p) {
-		return nil, fmt.Errorf("volume guest path %q is not absolute: %w", p, errdefs.ErrInvalidArgument)
+	u, err := h.storage.VolumeStats(req.VolumeGuestPath)
+	if err != nil {
+		return nil, err
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(p, &st); err != nil {
-		if err == unix.ENOENT {
-			return nil, fmt.Errorf("volume %s: %w", p, errdefs.ErrNotFound)
-		}
-		return nil, fmt.Errorf("statfs %s: %w", p, err)
+	usage := func(unit pb.VolumeUsage_Unit, u storage.Usage) *pb.VolumeUsage {
+		return &pb.VolumeUsage{Unit: unit, Total: u.Total, Available: u.Available, Used: u.Used}
 	}
-	bsize := uint64(st.Bsize)
 	return &pb.VolumeStatsResponse{
-		Usage: []*pb.VolumeUsage{
-			{Unit: pb.VolumeUsage_BYTES, Total: st.Blocks * bsize, Available: st.Bavail * bsize, Used: (st.Blocks - st.Bfree) * bsize},
-			{Unit: pb.VolumeUsage_INODES, Total: st.Files, Available: st.Ffree, Used: st.Files - st.Ffree},
-		},
-		VolumeCondition: &pb.VolumeCondition{Abnormal: false, Message: ""},
+		Usage:           []*pb.VolumeUsage{usage(pb.VolumeUsage_BYTES, u.Bytes), usage(pb.VolumeUsage_INODES, u.Inodes)},
+		VolumeCondition: &pb.VolumeCondition{},
 	}, nil
+}
+
+// fileHandlers serves CopyFile: the runtime's copies into the share when
+// the guest has no shared filesystem.
+type fileHandlers struct {
+	copier *storage.FileCopier
+}
+
+func (h *fileHandlers) CopyFile(_ context.Context, req *pb.CopyFileRequest) (*emptypb.Empty, error) {
+	return empty(h.copier.Copy(storage.CopyRequest{
+		Path: req.Path, FileSize: req.FileSize, FileMode: req.FileMode, DirMode: req.DirMode,
+		UID: req.Uid, GID: req.Gid, Offset: req.Offset, Data: req.Data,
+	}))
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/storage"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -135,8 +136,8 @@ func TestSetTimeReseedVolumeStats(t *testing.T) {
 	var gotSec, gotUsec int64
 	var seed []byte
 	c := startServer(t, Options{
-		SetTime:      func(s, u int64) error { gotSec, gotUsec = s, u; return nil },
-		ReseedRandom: func(d []byte) error { seed = d; return nil },
+		System:  fakeSystem{setTime: func(s, u int64) error { gotSec, gotUsec = s, u; return nil }, reseed: func(d []byte) error { seed = d; return nil }},
+		Storage: storage.New(storage.Config{Root: t.TempDir()}),
 	})
 	ctx := context.Background()
 	if _, err := c.Agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: 1700000000, Usec: 42}); err != nil {
@@ -161,15 +162,27 @@ func TestSetTimeReseedVolumeStats(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 	_, err = c.Agent.GetVolumeStats(ctx, &pb.VolumeStatsRequest{VolumeGuestPath: "rel"})
 	wantCode(t, err, codes.InvalidArgument)
-	_, err = c.Agent.UpdateEphemeralMounts(ctx, &pb.UpdateEphemeralMountsRequest{})
-	wantCode(t, err, codes.Unavailable)
 }
 
-func TestSetTimeValidatesForReal(t *testing.T) {
-	// The default setter validates before any system call.
+// Without a storage manager or a system, their calls are Unimplemented,
+// naming the method.
+func TestStorageAndSystemUnimplementedWithout(t *testing.T) {
 	c := startServer(t, Options{})
-	_, err := c.Agent.SetGuestDateTime(context.Background(), &pb.SetGuestDateTimeRequest{Sec: 1, Usec: 2_000_000})
-	wantCode(t, err, codes.InvalidArgument)
-	_, err = c.Agent.ReseedRandomDev(context.Background(), &pb.ReseedRandomDevRequest{})
-	wantCode(t, err, codes.InvalidArgument)
+	ctx := context.Background()
+	_, err := c.Agent.UpdateEphemeralMounts(ctx, &pb.UpdateEphemeralMountsRequest{})
+	wantStatus(t, err, codes.Unimplemented, "UpdateEphemeralMounts")
+	_, err = c.Agent.GetVolumeStats(ctx, &pb.VolumeStatsRequest{VolumeGuestPath: "/"})
+	wantStatus(t, err, codes.Unimplemented, "GetVolumeStats")
+	_, err = c.Agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: 1})
+	wantStatus(t, err, codes.Unimplemented, "SetGuestDateTime")
+	_, err = c.Agent.ReseedRandomDev(ctx, &pb.ReseedRandomDevRequest{Data: []byte("x")})
+	wantStatus(t, err, codes.Unimplemented, "ReseedRandomDev")
 }
+
+type fakeSystem struct {
+	setTime func(sec, usec int64) error
+	reseed  func(data []byte) error
+}
+
+func (f fakeSystem) SetTime(sec, usec int64) error  { return f.setTime(sec, usec) }
+func (f fakeSystem) ReseedRandom(data []byte) error { return f.reseed(data) }

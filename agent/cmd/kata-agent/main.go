@@ -16,19 +16,12 @@ import (
 
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
-	"github.com/sandbox-guest/sandbox-guest/agent/device"
 	"github.com/sandbox-guest/sandbox-guest/agent/fips"
-	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 	"github.com/sandbox-guest/sandbox-guest/agent/initsys"
 	"github.com/sandbox-guest/sandbox-guest/agent/logging"
-	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
-	"github.com/sandbox-guest/sandbox-guest/agent/network"
-	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
-	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
-	"github.com/sandbox-guest/sandbox-guest/agent/storage"
-	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
+	"github.com/sandbox-guest/sandbox-guest/agent/wiring"
 )
 
 func init() {
@@ -106,62 +99,12 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
-	// Devices are waited for through uevents; the listener opens its
-	// socket on first use.
-	uevents := uevent.NewListener(nil, log)
-	waiter := &device.Waiter{Events: uevents, Timeout: cfg.HotplugTimeout}
-	storages := storage.New(storage.Config{Devices: waiter, Log: log})
-	nw := network.New(network.Options{Log: log, NICs: waiter})
-	defer nw.Close()
-
-	// Containers: the reaper must run before anything forks.
-	container.ForwardLibraryLogs(log)
-	rp, err := reaper.Start(reaper.Options{Log: log})
+	agent, err := wiring.New(cfg, wiring.WithLog(log), wiring.AsInit(isInit), wiring.WithFIPS(fipsStatus.Agent))
 	if err != nil {
-		log.Warn("no child reaper", "error", err)
-	}
-	sb := sandbox.New(sandbox.Config{
-		Reaper: rp, Storage: storages, Devices: &device.Resolver{Waiter: waiter},
-		WriteResolvConf: network.WriteResolvConf, Log: log,
-	})
-	onliner, err := hotplug.New(hotplug.Options{
-		MemoryOnline:   cfg.MemoryOnline,
-		OnlineCPUOnAdd: cfg.OnlineCPUOnAdd,
-		Timeout:        cfg.HotplugTimeout,
-		Cpusets:        sb,
-		Log:            log,
-	})
-	if err != nil {
-		log.Error("hot-plug configuration", "error", err)
+		log.Error("assemble the agent", "error", err)
 		return 1
 	}
-	if isInit {
-		// Not on a development host: the host's CPUs and memory are not ours.
-		defer followHotplug(uevents, onliner, log)()
-	}
-	srv, err := server.New(server.Options{
-		Log:     log,
-		Storage: storages,
-		Network: nw,
-		Hotplug: onliner,
-		Metrics: metrics.New(metrics.Options{Containers: sb}),
-		AgentInfo: server.AgentInfo{
-			Version:         version.Version,
-			InitDaemon:      isInit,
-			DeviceHandlers:  device.Types(),
-			StorageHandlers: storage.Drivers(),
-			SupportsSeccomp: seccompSupported,
-			FIPS:            fipsStatus.Agent,
-		},
-		Sandbox: sb,
-		// Serve returns once the host has the DestroySandbox reply; PID 1
-		// then powers off.
-		StopAfterDestroy: isInit,
-	})
-	if err != nil {
-		log.Error("create server", "error", err)
-		return 1
-	}
+	defer agent.Close()
 
 	if !isInit {
 		// PID 1 ignores these signals by default; a daemon stops cleanly.
@@ -181,7 +124,7 @@ func run() int {
 	}
 
 	log.Info("serving", "addr", cfg.ServerAddr)
-	if err := srv.Serve(ctx, l); err != nil {
+	if err := agent.Serve(ctx, l); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}
@@ -216,24 +159,4 @@ func serveLogPort(ctx context.Context, port uint32, sw *logging.Switch) error {
 		}
 	}()
 	return nil
-}
-
-// followHotplug onlines memory (and CPUs when configured) as soon as the
-// kernel announces them, so hot-plugged memory is usable before the
-// runtime's OnlineCPUMem arrives; then it onlines what was added before the
-// subscription. The returned function stops following.
-func followHotplug(uevents *uevent.Listener, o *hotplug.Onliner, log *slog.Logger) (stop func()) {
-	if err := uevents.Start(); err != nil {
-		log.Warn("uevents unavailable; hot-plugged memory waits for OnlineCPUMem", "error", err)
-	}
-	events, cancel := uevents.Subscribe(func(e uevent.Event) bool { return o.WantsUevent(e.Action, e.Subsystem) })
-	go func() {
-		for e := range events {
-			o.HandleUevent(e.Action, e.Subsystem, e.DevPath)
-		}
-	}()
-	if err := o.OnlineAllOffline(); err != nil {
-		log.Warn("online hot-plugged CPUs and memory at start-up", "error", err)
-	}
-	return cancel
 }

@@ -1,6 +1,6 @@
 //go:build seccomp
 
-package main
+package wiring
 
 // seccompSupported: built with libseccomp, so container seccomp profiles apply.
 const seccompSupported = true

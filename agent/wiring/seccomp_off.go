@@ -1,6 +1,6 @@
 //go:build !seccomp
 
-package main
+package wiring
 
 // seccompSupported: built without libseccomp; profiles cannot be applied.
 const seccompSupported = false
