@@ -6,6 +6,6 @@ CONTAINER_PKGS := ./agent/container/... ./agent/sandbox/... ./agent/reaper/... .
 
 .PHONY: test-containers
 test-containers:
-	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -tags '$(AGENT_TAGS)' -timeout 20m $(CONTAINER_PKGS)
+	INTEGRATION_REQUIRE=1 CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -tags '$(AGENT_TAGS)' -timeout 20m $(CONTAINER_PKGS)
 
 

@@ -11,6 +11,8 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // toStatus maps an error from any concern package to a gRPC status error.
@@ -73,17 +75,40 @@ func codeOf(err error) codes.Code {
 // agent (PID 1) down.
 func interceptor(log *slog.Logger) ttrpc.UnaryServerInterceptor {
 	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp interface{}, err error) {
+		var req any
+		keep := func(v any) error { req = v; return unmarshal(v) }
 		defer func() {
 			if r := recover(); r != nil {
-				log.Error("handler panic", "method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				log.Error("handler panic", append([]any{"method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack())}, requestIDs(req)...)...)
 				resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", info.FullMethod, r)
 			}
 		}()
-		resp, err = method(ctx, unmarshal)
+		resp, err = method(ctx, keep)
 		if err != nil {
 			err = toStatus(err)
-			log.Debug("request failed", "method", info.FullMethod, "error", err)
+			level := slog.LevelWarn
+			if status.Code(err) == codes.Canceled {
+				// The host gave up waiting (a long poll it no longer needs).
+				level = slog.LevelDebug
+			}
+			log.Log(ctx, level, "request failed", append([]any{"method", info.FullMethod, "error", err}, requestIDs(req)...)...)
 		}
 		return resp, err
 	}
+}
+
+// requestIDs names the sandbox, container and exec a request is about, as
+// log attributes (none for requests without them).
+func requestIDs(req any) []any {
+	var ids []any
+	if r, ok := req.(interface{ GetSandboxId() string }); ok && r.GetSandboxId() != "" {
+		ids = append(ids, "sandbox_id", hostinput.Clip(r.GetSandboxId()))
+	}
+	if r, ok := req.(interface{ GetContainerId() string }); ok && r.GetContainerId() != "" {
+		ids = append(ids, "container_id", hostinput.Clip(r.GetContainerId()))
+	}
+	if r, ok := req.(interface{ GetExecId() string }); ok && r.GetExecId() != "" {
+		ids = append(ids, "exec_id", hostinput.Clip(r.GetExecId()))
+	}
+	return ids
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,5 +135,41 @@ func TestInterceptorRecoversPanic(t *testing.T) {
 	st, _ := status.FromError(err)
 	if st.Code() != codes.Internal || !strings.Contains(st.Message(), "Boom") {
 		t.Fatalf("panic became %v, want Internal naming the method", err)
+	}
+}
+
+// lockedBuffer is a log destination the server's goroutines write to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A failed request is logged at warn level with its method and the ids it
+// names, so a failure the runtime reports can be found in the guest log.
+func TestFailedRequestLoggedAtWarn(t *testing.T) {
+	var out lockedBuffer
+	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c := startServer(t, Options{Log: log})
+	_, err := c.Agent.SignalProcess(context.Background(), &pb.SignalProcessRequest{ContainerId: "c1", ExecId: "e1", Signal: 9})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("SignalProcess: %v, want Unimplemented", err)
+	}
+	got := out.String()
+	for _, want := range []string{"level=WARN", "msg=\"request failed\"", "method=/grpc.AgentService/SignalProcess", "container_id=c1", "exec_id=e1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log %q lacks %q", got, want)
+		}
 	}
 }

@@ -14,12 +14,15 @@ import (
 	"time"
 
 	"github.com/opencontainers/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/protocols/ocipb"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -273,7 +276,7 @@ func TestAgentctlRun(t *testing.T) {
 
 func (a *agent) sbContainers() []string {
 	var ids []string
-	entries, _ := os.ReadDir(a.cfg.StateRoot)
+	entries, _ := os.ReadDir(a.roots.State)
 	for _, e := range entries {
 		ids = append(ids, e.Name())
 	}
@@ -1069,14 +1072,31 @@ func TestParallelLifecycles(t *testing.T) {
 	}
 }
 
-// TestDevice: a device of CreateContainer appears at its container path
-// and the device cgroup lets the container use it (and only it).
+// TestDevice: a device of CreateContainer is resolved by the agent's
+// device resolver (here an mmio block device announced in the agent's own
+// sysfs, whose node is a stand-in for /dev/null), appears at its container
+// path with the guest's numbers, and the device cgroup lets the container
+// use it.
 func TestDevice(t *testing.T) {
 	a := startAgent(t)
 	ctx := ctxT(t, 30*time.Second)
-	spec := a.spec(false, "/bin/sh", "-c", "echo x > /dev/sink && echo wrote; ls -l /dev/sink | cut -c1")
+	if err := os.MkdirAll(filepath.Join(a.roots.Sysfs, "class/block/vdq"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(a.roots.Dev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(a.roots.Dev, "vdq"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	s := defaultSpec(a.rootfs, []string{"/bin/sh", "-c", "echo x > /dev/sink && echo wrote; ls -l /dev/sink | cut -c1"}, false)
+	// The runtime names the device by its host numbers.
+	major, minor := int64(254), int64(9)
+	s.Linux.Devices = append(s.Linux.Devices, specs.LinuxDevice{Path: "/dev/sink", Type: "b", Major: major, Minor: minor})
+	s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: "b", Major: &major, Minor: &minor, Access: "rwm"})
+	spec := ocipb.FromSpec(s)
 	_, err := a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "dev", ExecId: "dev", OCI: spec,
-		Devices: []*pb.Device{{Id: "null", Type: "c", VmPath: "/dev/null", ContainerPath: "/dev/sink"}}})
+		Devices: []*pb.Device{{Type: "mmioblk", VmPath: "/dev/vdq", ContainerPath: "/dev/sink"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1088,8 +1108,8 @@ func TestDevice(t *testing.T) {
 	a.wait("dev", "")
 	a.remove("dev")
 	_, err = a.cli.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "nodev", ExecId: "nodev", OCI: spec,
-		Devices: []*pb.Device{{Id: "ghost", VmPath: "/dev/does-not-exist", ContainerPath: "/dev/sink"}}})
-	wantCode(t, err, codes.NotFound, "ghost")
+		Devices: []*pb.Device{{Type: "mmioblk", VmPath: "/dev/ghost", ContainerPath: "/dev/sink"}}})
+	wantCode(t, err, codes.DeadlineExceeded, "ghost")
 }
 
 func TestHotplugCpusetFollowsOnlineCPUs(t *testing.T) {

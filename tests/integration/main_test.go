@@ -19,10 +19,11 @@ import (
 	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
-	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/agent/wiring"
 	"github.com/sandbox-guest/sandbox-guest/host/ocispec"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/ocipb"
@@ -56,6 +57,11 @@ func TestMain(m *testing.M) {
 			skipWhy = "needs Debian's busybox-static at /bin/busybox"
 		}
 	}
+	if skipWhy != "" && required() {
+		// In CI a missing prerequisite must not pass as a run of skips.
+		fmt.Fprintf(os.Stderr, "integration tests required (INTEGRATION_REQUIRE=1 or CI=true) but cannot run: %s\n", skipWhy)
+		os.Exit(1)
+	}
 	if skipWhy == "" {
 		var err error
 		theReaper, err = reaper.Start(reaper.Options{})
@@ -74,6 +80,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// required reports whether the tests must run rather than skip: asked for
+// with INTEGRATION_REQUIRE=1, and always in CI.
+func required() bool {
+	return os.Getenv("INTEGRATION_REQUIRE") == "1" || os.Getenv("CI") == "true"
+}
+
 // agent is an in-process agent serving on a unix socket, with a client.
 type agent struct {
 	t      *testing.T
@@ -82,34 +94,40 @@ type agent struct {
 	sock   string
 	rootfs string
 	group  string
-	cfg    sandbox.Config
+	roots  wiring.Roots
 }
 
-// startAgent starts an agent; opts adjust its sandbox configuration.
-func startAgent(t *testing.T, opts ...func(*sandbox.Config)) *agent {
+// startAgent starts the agent as kata-agent assembles it, with its
+// directories under a temporary one; opts adjust it further.
+func startAgent(t *testing.T, opts ...wiring.Option) *agent {
 	t.Helper()
 	if skipWhy != "" {
 		t.Skip(skipWhy)
 	}
 	dir := t.TempDir()
 	a := &agent{t: t, rootfs: busyboxRootfs(t), group: fmt.Sprintf("sgtest-%d-%d", os.Getpid(), time.Now().UnixNano())}
-	a.cfg = sandbox.Config{
-		BundleRoot:  filepath.Join(dir, "bundles"),
-		SandboxDir:  filepath.Join(dir, "sandbox"),
-		SharedDir:   filepath.Join(dir, "shared"),
-		StateRoot:   filepath.Join(dir, "state"),
-		CgroupGroup: a.group,
-		Reaper:      theReaper,
-		Log:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	a.roots = wiring.Roots{
+		Bundles: filepath.Join(dir, "bundles"),
+		Sandbox: filepath.Join(dir, "sandbox"),
+		Shared:  filepath.Join(dir, "shared"),
+		State:   filepath.Join(dir, "state"),
+		Kata:    filepath.Join(dir, "kata"),
+		// A sysfs of our own: the host's CPUs and devices are not the
+		// agent's to online or claim.
+		Sysfs: filepath.Join(dir, "sys"),
+		Dev:   filepath.Join(dir, "dev"),
 	}
-	for _, o := range opts {
-		o(&a.cfg)
-	}
-	a.sb = sandbox.New(a.cfg)
-	srv, err := server.New(server.Options{Sandbox: a.sb, Log: a.cfg.Log})
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts = append([]wiring.Option{
+		wiring.WithRoots(a.roots), wiring.WithCgroupGroup(a.group), wiring.WithReaper(theReaper),
+		wiring.WithLog(log), wiring.WithSystem(hostSystem{}),
+	}, opts...)
+	w, err := wiring.New(config.Default(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.sb = w.Sandbox()
+	srv := w
 	a.sock = filepath.Join(dir, "agent.sock")
 	l, err := net.Listen("unix", a.sock)
 	if err != nil {
@@ -131,10 +149,18 @@ func startAgent(t *testing.T, opts ...func(*sandbox.Config)) *agent {
 		_ = tc.Close()
 		cancel()
 		<-done
+		w.Close()
 		removeCgroups(a.group)
 	})
 	return a
 }
+
+// hostSystem stands in for the guest's clock and entropy pool: the
+// development host's are not the agent's to change.
+type hostSystem struct{}
+
+func (hostSystem) SetTime(int64, int64) error { return nil }
+func (hostSystem) ReseedRandom([]byte) error  { return nil }
 
 var rootfsCache string
 

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
-	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
+	"github.com/sandbox-guest/sandbox-guest/agent/wiring"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -350,7 +350,7 @@ func TestExecBackgroundChildDoesNotHoldStreams(t *testing.T) {
 // over all its containers; beyond it ExecProcess is ResourceExhausted,
 // and an exec whose status was collected makes room again.
 func TestExecBudget(t *testing.T) {
-	a := startAgent(t, func(c *sandbox.Config) { c.Execs.Budget = container.NewExecBudget(3) })
+	a := startAgent(t, wiring.WithExecPolicy(container.ExecPolicy{Budget: container.NewExecBudget(3)}))
 	a.run("b1", a.spec(false, "/bin/sleep", "100000"))
 	a.run("b2", a.spec(false, "/bin/sleep", "100000"))
 	a.exec("b1", "s1", false, "/bin/sleep", "100000")
