@@ -12,8 +12,8 @@ import (
 	"github.com/vishvananda/netns"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/sandbox-guest/sandbox-guest/agent/network"
-	"github.com/sandbox-guest/sandbox-guest/agent/server"
+	"github.com/sandbox-guest/sandbox-guest/agent/config"
+	"github.com/sandbox-guest/sandbox-guest/agent/wiring"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -43,7 +43,8 @@ func TestAgentctlNetworkAgainstNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	path := serveOpts(t, server.Options{Network: network.New(network.Options{Handle: h})})
+	dir := t.TempDir()
+	path, _ := serveAgent(t, dir, config.Default(), hostRoots(dir), wiring.WithNetlink(h))
 	run := func(args ...string) (string, string, int) { return runAgentctl(t, path, args...) }
 	if o, e, rc := run("update-interface", "--hwaddr", "02:00:00:00:0d:01", "--name", "eth0", "--mtu", "1450", "--addr", "10.4.0.2/24"); rc != 0 || !strings.Contains(o, "eth0") {
 		t.Fatalf("update-interface rc=%d out=%q err=%q", rc, o, e)

@@ -106,36 +106,11 @@ func startAgent(t *testing.T, opts ...wiring.Option) *agent {
 	}
 	dir := t.TempDir()
 	a := &agent{t: t, rootfs: busyboxRootfs(t), group: fmt.Sprintf("sgtest-%d-%d", os.Getpid(), time.Now().UnixNano())}
-	a.roots = wiring.Roots{
-		Bundles: filepath.Join(dir, "bundles"),
-		Sandbox: filepath.Join(dir, "sandbox"),
-		Shared:  filepath.Join(dir, "shared"),
-		State:   filepath.Join(dir, "state"),
-		Kata:    filepath.Join(dir, "kata"),
-		// A sysfs of our own: the host's CPUs and devices are not the
-		// agent's to online or claim.
-		Sysfs: filepath.Join(dir, "sys"),
-		Dev:   filepath.Join(dir, "dev"),
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts = append([]wiring.Option{
-		wiring.WithRoots(a.roots), wiring.WithCgroupGroup(a.group), wiring.WithReaper(theReaper),
-		wiring.WithLog(log), wiring.WithSystem(hostSystem{}),
-	}, opts...)
-	w, err := wiring.New(config.Default(), opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a.roots = hostRoots(dir)
+	opts = append([]wiring.Option{wiring.WithCgroupGroup(a.group)}, opts...)
+	var w *wiring.Agent
+	a.sock, w = serveAgent(t, dir, config.Default(), a.roots, opts...)
 	a.sb = w.Sandbox()
-	srv := w
-	a.sock = filepath.Join(dir, "agent.sock")
-	l, err := net.Listen("unix", a.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ctx, l); close(done) }()
 	conn, err := net.Dial("unix", a.sock)
 	if err != nil {
 		t.Fatal(err)
@@ -147,12 +122,57 @@ func startAgent(t *testing.T, opts ...wiring.Option) *agent {
 		defer dcancel()
 		_ = a.sb.DestroySandbox(dctx)
 		_ = tc.Close()
-		cancel()
-		<-done
-		w.Close()
 		removeCgroups(a.group)
 	})
 	return a
+}
+
+// hostRoots puts every directory of the agent under dir. The agent gets a
+// sysfs and /dev of its own: the host's CPUs and devices are not the
+// agent's to online or claim.
+func hostRoots(dir string) wiring.Roots {
+	return wiring.Roots{
+		Bundles: filepath.Join(dir, "bundles"),
+		Sandbox: filepath.Join(dir, "sandbox"),
+		Shared:  filepath.Join(dir, "shared"),
+		State:   filepath.Join(dir, "state"),
+		Kata:    filepath.Join(dir, "kata"),
+		Sysfs:   filepath.Join(dir, "sys"),
+		Dev:     filepath.Join(dir, "dev"),
+	}
+}
+
+// serveAgent serves the agent as kata-agent assembles it (wiring.New) on a
+// unix socket in dir, with the process's reaper and a stand-in for the
+// host's clock; it returns the socket's path and the agent. The test's
+// cleanup stops both.
+func serveAgent(t *testing.T, dir string, cfg config.Config, roots wiring.Roots, opts ...wiring.Option) (string, *wiring.Agent) {
+	t.Helper()
+	if skipWhy != "" {
+		t.Skip(skipWhy)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts = append([]wiring.Option{
+		wiring.WithRoots(roots), wiring.WithReaper(theReaper), wiring.WithLog(log), wiring.WithSystem(hostSystem{}),
+	}, opts...)
+	w, err := wiring.New(cfg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Serve(ctx, l); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		w.Close()
+	})
+	return sock, w
 }
 
 // hostSystem stands in for the guest's clock and entropy pool: the
