@@ -7,8 +7,12 @@
 // turned into gRPC status codes in one place, the unary interceptor in
 // errors.go; a handler never builds a status itself.
 //
-// agentService embeds one handler type per concern at depth one and the
-// unimplemented fallback at depth two, so Go's method promotion picks the
-// concern's method whenever one exists and every other method answers
-// Unimplemented with its name.
+// agentService embeds one interface per group of calls (services.go) at
+// depth one and the unimplemented fallback at depth two. New chooses, once,
+// what serves each group: its handlers when the agent has the part they
+// need (Options), unimplemented otherwise; handlers therefore never check
+// for a missing dependency, and a method nobody serves answers
+// Unimplemented with its name. Handlers make no system calls of their
+// own: the clock and entropy pool (System), volume statistics (Storage)
+// and the rest are injected.
 package server
