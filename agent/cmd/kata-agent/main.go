@@ -43,6 +43,7 @@ func main() {
 
 func run() int {
 	isInit := os.Getpid() == 1
+	boot := newBootSteps()
 	if isInit {
 		// The command line is in /proc, which PID 1 has to mount first.
 		if err := initsys.MountKernelFilesystems(nil); err != nil {
@@ -61,12 +62,16 @@ func run() int {
 		log.Warn("configuration", "error", err)
 	}
 
+	boot.mark("config")
 	// As PID 1 on its first start this moves to a root that allows
 	// pivot_root and re-executes the agent: it does not return then.
+	boot.handOn()
 	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log}); err != nil {
 		log.Error("system setup", "error", err)
 	}
 
+	_ = os.Unsetenv(envBootSteps)
+	boot.mark("setup")
 	fipsStatus, err := fips.Read("/proc")
 	if err == nil {
 		err = fips.Verify(fipsStatus, isInit)
@@ -87,6 +92,7 @@ func run() int {
 		}
 	}
 
+	boot.mark("fips+log")
 	addr, err := config.ParseAddr(cfg.ServerAddr)
 	if err != nil {
 		log.Error("bad server address", "error", err)
@@ -97,6 +103,7 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
+	boot.mark("listen")
 	// Devices are waited for through uevents; the listener opens its
 	// socket on first use.
 	uevents := uevent.NewListener(nil, log)
@@ -130,6 +137,7 @@ func run() int {
 		// Not on a development host: the host's CPUs and memory are not ours.
 		defer followHotplug(uevents, onliner, log)()
 	}
+	boot.mark("services")
 	var srv *server.Server
 	srv, err = server.New(server.Options{
 		Log:     log,
@@ -175,7 +183,8 @@ func run() int {
 		log.Warn("debug console", "error", err)
 	}
 
-	log.Info("serving", "addr", cfg.ServerAddr)
+	boot.mark("server")
+	log.Info("serving", "addr", cfg.ServerAddr, "boot", boot.String())
 	if err := srv.Serve(ctx, l); err != nil {
 		log.Error("serve", "error", err)
 		return 1
