@@ -309,7 +309,8 @@ func BenchmarkBudgets(b *testing.B) {
 	after := s.agentMemory(b)
 	rows = append(rows,
 		benchRow{what: "agent RssAnon idle / after " + strconv.Itoa(cycles) + " lifecycles", ours: mib(after.anon),
-			anchor: mib(idle.anon) + " at idle", ratio: "-", budget: "<= 1.50 MiB"},
+			anchor: mib(idle.anon) + " at idle", ratio: "-", budget: "<= 1.50 MiB",
+			note: fmt.Sprintf("agent threads %.0f at idle, %.0f after", idle.threads, after.threads)},
 		benchRow{what: "agent VmRSS idle / after " + strconv.Itoa(cycles) + " lifecycles", ours: mib(after.rss),
 			anchor: mib(idle.rss) + " at idle", ratio: "-", budget: "<= 8.00 MiB"},
 		benchRow{what: "guest used memory (MemTotal-MemAvailable)", ours: mib(idle.guestUsed),
@@ -347,6 +348,9 @@ func BenchmarkBudgets(b *testing.B) {
 	b.ReportMetric(float64(hp)/1e6, "mem-hotplug-ms")
 
 	printRows(rows)
+	if os.Getenv("BENCH_CONSOLE") == "1" {
+		fmt.Printf("--- guest console (tail) ---\n%s\n", s.vm.ConsoleTail(16<<10))
+	}
 }
 
 // benchCtx bounds the whole bench (rpcCtx's minute is too short for it),
@@ -358,7 +362,7 @@ func (s *suite) benchCtx(tb testing.TB) context.Context {
 	return ctx
 }
 
-type agentMem struct{ anon, rss, guestUsed float64 }
+type agentMem struct{ anon, rss, guestUsed, threads float64 }
 
 func (s *suite) agentMemory(tb testing.TB) agentMem {
 	m, err := s.cli.Agent.GetMetrics(s.rpcCtx(tb), &pb.GetMetricsRequest{})
@@ -369,6 +373,7 @@ func (s *suite) agentMemory(tb testing.TB) agentMem {
 		anon:      metricValue(tb, m.Metrics, "kata_agent_anon_rss_bytes"),
 		rss:       metricValue(tb, m.Metrics, "kata_agent_rss_bytes"),
 		guestUsed: total - avail,
+		threads:   metricValue(tb, m.Metrics, "kata_agent_threads"),
 	}
 }
 

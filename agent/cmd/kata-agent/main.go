@@ -13,6 +13,10 @@ import (
 
 	"github.com/mdlayher/vsock"
 
+	// Heap profiling off before the other packages allocate: it imports
+	// nothing but runtime, so it initialises among the first.
+	_ "github.com/sandbox-guest/sandbox-guest/agent/cmd/kata-agent/internal/noprofile"
+
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/device"
@@ -44,6 +48,7 @@ func main() {
 func run() int {
 	isInit := os.Getpid() == 1
 	boot := newBootSteps()
+	gcPercent := tuneGC(os.Getenv)
 	if isInit {
 		// The command line is in /proc, which PID 1 has to mount first.
 		if err := initsys.MountKernelFilesystems(nil); err != nil {
@@ -77,7 +82,7 @@ func run() int {
 		err = fips.Verify(fipsStatus, isInit)
 	}
 	log.Info("starting", "version", version.Version, "api", version.APIVersion, "pid", os.Getpid(),
-		"init", isInit, "fips", fipsStatus.Mode(), "server_addr", cfg.ServerAddr)
+		"init", isInit, "fips", fipsStatus.Mode(), "server_addr", cfg.ServerAddr, "gogc", gcPercent)
 	if err != nil {
 		log.Error("refusing to serve", "error", err)
 		return 1
@@ -111,6 +116,7 @@ func run() int {
 	storages := storage.New(storage.Config{Devices: waiter, Log: log})
 	nw := network.New(network.Options{Log: log, NICs: waiter})
 	defer nw.Close()
+	boot.mark("storage+network")
 
 	// Containers: the reaper must run before anything forks.
 	container.ForwardLibraryLogs(log)
@@ -118,6 +124,7 @@ func run() int {
 	if err != nil {
 		log.Warn("no child reaper", "error", err)
 	}
+	boot.mark("reaper")
 	sb := sandbox.New(sandbox.Config{
 		Reaper: rp, Storage: storages, Devices: &device.Resolver{Waiter: waiter},
 		WriteResolvConf: network.WriteResolvConf, Log: log,
@@ -133,11 +140,12 @@ func run() int {
 		log.Error("hot-plug configuration", "error", err)
 		return 1
 	}
+	boot.mark("sandbox+hotplug")
 	if isInit {
 		// Not on a development host: the host's CPUs and memory are not ours.
 		defer followHotplug(uevents, onliner, log)()
 	}
-	boot.mark("services")
+	boot.mark("follow-hotplug")
 	var srv *server.Server
 	srv, err = server.New(server.Options{
 		Log:     log,
