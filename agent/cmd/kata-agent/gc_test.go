@@ -1,16 +1,9 @@
 package main
 
 import (
-	"runtime"
 	"runtime/debug"
 	"testing"
 )
-
-func TestHeapProfilingOff(t *testing.T) {
-	if runtime.MemProfileRate != 0 {
-		t.Errorf("runtime.MemProfileRate = %d, want 0: the profile hash table costs the guest a MiB", runtime.MemProfileRate)
-	}
-}
 
 func TestTuneGC(t *testing.T) {
 	old := debug.SetGCPercent(100)

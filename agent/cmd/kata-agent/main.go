@@ -13,10 +13,6 @@ import (
 
 	"github.com/mdlayher/vsock"
 
-	// Heap profiling off before the other packages allocate: it imports
-	// nothing but runtime, so it initialises among the first.
-	_ "github.com/sandbox-guest/sandbox-guest/agent/cmd/kata-agent/internal/noprofile"
-
 	"github.com/sandbox-guest/sandbox-guest/agent/config"
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/device"
@@ -108,6 +104,8 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
+	// Freed heap goes back to the kernel once a burst of requests is over.
+	l = newQuietTrim(quietTrimDelay, quietTrimMinFree).listener(l)
 	boot.mark("listen")
 	// Devices are waited for through uevents; the listener opens its
 	// socket on first use.
