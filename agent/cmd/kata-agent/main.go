@@ -44,7 +44,6 @@ func main() {
 func run() int {
 	isInit := os.Getpid() == 1
 	boot := newBootSteps()
-	gcPercent := tuneGC(os.Getenv)
 	if isInit {
 		// The command line is in /proc, which PID 1 has to mount first.
 		if err := initsys.MountKernelFilesystems(nil); err != nil {
@@ -78,7 +77,7 @@ func run() int {
 		err = fips.Verify(fipsStatus, isInit)
 	}
 	log.Info("starting", "version", version.Version, "api", version.APIVersion, "pid", os.Getpid(),
-		"init", isInit, "fips", fipsStatus.Mode(), "server_addr", cfg.ServerAddr, "gogc", gcPercent)
+		"init", isInit, "fips", fipsStatus.Mode(), "server_addr", cfg.ServerAddr)
 	if err != nil {
 		log.Error("refusing to serve", "error", err)
 		return 1
