@@ -140,8 +140,6 @@ func run() int {
 	boot.mark("sandbox+hotplug")
 	if isInit {
 		// Not on a development host: the host's CPUs and memory are not ours.
-		// (In a goroutine beside the server's start it saved 8-52 ms of boot
-		// but the agent idled at 1.9-2.4 MiB RssAnon instead of 1.5.)
 		defer followHotplug(uevents, onliner, log)()
 	}
 	boot.mark("follow-hotplug")
