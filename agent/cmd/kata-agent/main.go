@@ -48,6 +48,7 @@ func main() {
 
 func run() int {
 	isInit := os.Getpid() == 1
+	boot := newBootSteps()
 	if isInit {
 		// The command line is in /proc, which PID 1 has to mount first.
 		if err := initsys.MountKernelFilesystems(nil); err != nil {
@@ -70,12 +71,16 @@ func run() int {
 		log.Warn("configuration", "error", err)
 	}
 
+	boot.mark("config")
 	// As PID 1 on its first start this moves to a root that allows
 	// pivot_root and re-executes the agent: it does not return then.
+	boot.handOn()
 	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log, FlushLog: flushLog}); err != nil {
 		log.Error("system setup", "error", err)
 	}
 
+	_ = os.Unsetenv(envBootSteps)
+	boot.mark("setup")
 	fipsStatus, err := fips.Read("/proc")
 	if err == nil {
 		err = fips.Verify(fipsStatus, isInit)
@@ -96,6 +101,7 @@ func run() int {
 		}
 	}
 
+	boot.mark("fips+log")
 	addr, err := config.ParseAddr(cfg.ServerAddr)
 	if err != nil {
 		log.Error("bad server address", "error", err)
@@ -106,6 +112,9 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
+	// Freed heap goes back to the kernel once a burst of requests is over.
+	l = newQuietTrim(quietTrimDelay, quietTrimMinAlloc).listener(l)
+	boot.mark("listen")
 	// Devices are waited for through uevents; the listener opens its
 	// socket on first use.
 	uevents := uevent.NewListener(nil, log)
@@ -113,6 +122,7 @@ func run() int {
 	storages := storage.New(storage.Config{Devices: waiter, Log: log})
 	nw := network.New(network.Options{Log: log, NICs: waiter})
 	defer nw.Close()
+	boot.mark("storage+network")
 
 	// Containers: the reaper must run before anything forks.
 	container.ForwardLibraryLogs(log)
@@ -120,6 +130,7 @@ func run() int {
 	if err != nil {
 		log.Warn("no child reaper", "error", err)
 	}
+	boot.mark("reaper")
 	sb := sandbox.New(sandbox.Config{
 		Reaper: rp, Storage: storages, Devices: &device.Resolver{Waiter: waiter},
 		WriteResolvConf: network.WriteResolvConf, Log: log,
@@ -135,10 +146,12 @@ func run() int {
 		log.Error("hot-plug configuration", "error", err)
 		return 1
 	}
+	boot.mark("sandbox+hotplug")
 	if isInit {
 		// Not on a development host: the host's CPUs and memory are not ours.
 		defer followHotplug(uevents, onliner, log)()
 	}
+	boot.mark("follow-hotplug")
 	srv, err := server.New(server.Options{
 		Log:     log,
 		Storage: storages,
@@ -180,7 +193,8 @@ func run() int {
 		log.Warn("debug console", "error", err)
 	}
 
-	log.Info("serving", "addr", cfg.ServerAddr)
+	boot.mark("server")
+	log.Info("serving", "addr", cfg.ServerAddr, "boot", boot.String())
 	if err := srv.Serve(ctx, l); err != nil {
 		log.Error("serve", "error", err)
 		return 1
