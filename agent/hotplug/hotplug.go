@@ -18,8 +18,19 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+)
 
-	"github.com/sandbox-guest/sandbox-guest/agent/config"
+// DefaultTimeout bounds how long OnlineCPUMem waits for CPUs to come online
+// when Options.Timeout is not set (the agent's agent.hotplug_timeout default).
+const DefaultTimeout = 3 * time.Second
+
+// MemoryOnlineType is what a hot-plugged memory block is onlined as.
+type MemoryOnlineType string
+
+// Memory online types accepted by /sys/devices/system/memory/memoryN/state.
+const (
+	OnlineKernel  MemoryOnlineType = "online"
+	OnlineMovable MemoryOnlineType = "online_movable"
 )
 
 // retryInterval is how long OnlineCPUMem waits between passes while the
@@ -70,12 +81,12 @@ type Options struct {
 	// SysfsRoot is where sysfs is mounted. Default "/sys".
 	SysfsRoot string
 	// MemoryOnline is the type memory blocks are onlined as. Default
-	// config.OnlineKernel ("online").
-	MemoryOnline config.MemoryOnlineType
+	// OnlineKernel ("online").
+	MemoryOnline MemoryOnlineType
 	// OnlineCPUOnAdd onlines a CPU as soon as its "add" uevent arrives.
 	OnlineCPUOnAdd bool
 	// Timeout bounds how long OnlineCPUMem waits for CPUs to come online.
-	// Default config.DefaultHotplugTimeout.
+	// Default DefaultTimeout.
 	Timeout time.Duration
 	// Cpusets is told the new online CPU list after OnlineCPUMem onlined
 	// CPUs; nil skips the update.
@@ -90,7 +101,7 @@ type Options struct {
 // use: uevent-driven onlining and RPCs may run at the same time.
 type Onliner struct {
 	sysfs    string
-	memType  config.MemoryOnlineType
+	memType  MemoryOnlineType
 	cpuOnAdd bool
 	timeout  time.Duration
 	cpusets  CpusetUpdater
@@ -121,13 +132,13 @@ func New(opts Options) (*Onliner, error) {
 	}
 	switch o.memType {
 	case "":
-		o.memType = config.OnlineKernel
-	case config.OnlineKernel, config.OnlineMovable:
+		o.memType = OnlineKernel
+	case OnlineKernel, OnlineMovable:
 	default:
-		return nil, fmt.Errorf("memory online type %q: want %q or %q", o.memType, config.OnlineKernel, config.OnlineMovable)
+		return nil, fmt.Errorf("memory online type %q: want %q or %q", o.memType, OnlineKernel, OnlineMovable)
 	}
 	if o.timeout <= 0 {
-		o.timeout = config.DefaultHotplugTimeout
+		o.timeout = DefaultTimeout
 	}
 	if o.clock == nil {
 		o.clock = realClock{}
