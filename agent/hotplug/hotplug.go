@@ -6,6 +6,23 @@
 //
 // Every path is taken under an injectable sysfs root and every wait uses an
 // injectable clock, so the logic runs in unit tests against a fake tree.
+//
+// Goroutines: the package starts none of its own but one. RPCs
+// (OnlineCPUMem, MemHotplugByProbe, the GetGuestDetails queries) run on the
+// server's goroutines and HandleUevent on the uevent listener's, all
+// concurrently; the memory sweep runs on the goroutine of a one-shot
+// time.AfterFunc timer that each memory "add" uevent re-arms, so nothing
+// runs at idle and nothing needs stopping at shutdown (a pending sweep
+// only onlines memory).
+//
+// Locks: Onliner.mu serialises every read-modify-write of sysfs online
+// state (a CPU pass, a memory pass, one uevent's block or CPU) so that two
+// passes never online the same CPU twice or count a CPU another is
+// onlining. Onliner.sweepMu only guards the timer. The two are never held
+// together (a memory uevent releases mu before re-arming the sweep, and the
+// sweep takes only mu), and no lock is held while OnlineCPUMem sleeps
+// between retries or calls the CpusetUpdater, so the sandbox's locks are
+// never taken under ours.
 package hotplug
 
 import (
