@@ -30,20 +30,8 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		return err
 	}
 	spec := req.Spec
-	if spec == nil {
-		return fmt.Errorf("container %q: no OCI spec: %w", req.ID, errdefs.ErrInvalidArgument)
-	}
-	if spec.Process == nil {
-		return fmt.Errorf("container %q: spec has no process: %w", req.ID, errdefs.ErrInvalidArgument)
-	}
-	if len(spec.Process.Args) == 0 {
-		return fmt.Errorf("container %q: process has no args: %w", req.ID, errdefs.ErrInvalidArgument)
-	}
-	if spec.Root == nil || spec.Root.Path == "" {
-		return fmt.Errorf("container %q: spec has no rootfs: %w", req.ID, errdefs.ErrInvalidArgument)
-	}
-	if !filepath.IsAbs(spec.Root.Path) {
-		return fmt.Errorf("container %q: rootfs %q is not an absolute path: %w", req.ID, spec.Root.Path, errdefs.ErrInvalidArgument)
+	if err := validateSpec(req.ID, spec); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	if _, dup := s.containers[req.ID]; dup {
@@ -115,6 +103,27 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		s.pidnsOwner = req.ID
 	}
 	s.mu.Unlock()
+	return nil
+}
+
+// validateSpec checks what CreateContainer needs of the spec before it
+// mounts anything: a process with args and an absolute rootfs path.
+func validateSpec(id string, spec *specs.Spec) error {
+	if spec == nil {
+		return fmt.Errorf("container %q: no OCI spec: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if spec.Process == nil {
+		return fmt.Errorf("container %q: spec has no process: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if len(spec.Process.Args) == 0 {
+		return fmt.Errorf("container %q: process has no args: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if spec.Root == nil || spec.Root.Path == "" {
+		return fmt.Errorf("container %q: spec has no rootfs: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if !filepath.IsAbs(spec.Root.Path) {
+		return fmt.Errorf("container %q: rootfs %q is not an absolute path: %w", id, spec.Root.Path, errdefs.ErrInvalidArgument)
+	}
 	return nil
 }
 
