@@ -26,6 +26,13 @@ lint-e2e:
 	$(GO) tool staticcheck -tags e2e ./tests/e2e/...
 
 # bench: measured in the guest under QEMU (see tests/e2e/bench_test.go).
-.PHONY: bench
-bench: image
-	E2E_REQUIRE=1 E2E_IMAGE_DIR=$(E2E_IMAGE_DIR) $(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 50x -timeout 30m ./tests/e2e/
+# The lifecycle row's anchor is runc, built static from the runc version
+# the agent links (go.mod), run in the same guest.
+.PHONY: bench bench-runc
+RUNC_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/opencontainers/runc)
+bench-runc:
+	CGO_ENABLED=1 GOBIN=$(CURDIR)/$(BIN)/bench $(GO) install -tags '$(AGENT_TAGS)' -ldflags '-s -w -extldflags -static' github.com/opencontainers/runc@$(RUNC_VERSION)
+
+bench: image bench-runc
+	E2E_REQUIRE=1 E2E_IMAGE_DIR=$(E2E_IMAGE_DIR) BENCH_RUNC=$(CURDIR)/$(BIN)/bench/runc BENCH_AGENT=$(CURDIR)/$(BIN)/kata-agent \
+		$(GO) test -count=1 -tags e2e -run '^$$' -bench BenchmarkBudgets -benchtime 1x -timeout 40m ./tests/e2e/

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 )
 
 // Default values, as in the upstream agent.
@@ -21,19 +23,10 @@ const (
 	DefaultServerAddr       = "vsock://-1:1024"
 	DefaultLogVport         = 0
 	DefaultDebugConsolePort = 1026
-	DefaultHotplugTimeout   = 3 * time.Second
+	DefaultHotplugTimeout   = hotplug.DefaultTimeout
 	// maxValueLen bounds any single option value; the kernel command line
 	// itself is at most a few KiB, so anything longer is hostile.
 	maxValueLen = 4096
-)
-
-// MemoryOnlineType is what a hot-plugged memory block is onlined as.
-type MemoryOnlineType string
-
-// Memory online types accepted by /sys/devices/system/memory/memoryN/state.
-const (
-	OnlineKernel  MemoryOnlineType = "online"
-	OnlineMovable MemoryOnlineType = "online_movable"
 )
 
 // Config is the agent's configuration.
@@ -49,11 +42,9 @@ type Config struct {
 	// cgroup_no_v1=all).
 	UnifiedCgroups bool
 	// MemoryOnline is how uevent-driven onlining onlines memory blocks.
-	MemoryOnline MemoryOnlineType
+	MemoryOnline hotplug.MemoryOnlineType
 	// OnlineCPUOnAdd onlines hot-added CPUs as soon as their uevent arrives.
 	OnlineCPUOnAdd bool
-	// FIPS is true when the command line has fips=1.
-	FIPS bool
 }
 
 // Default returns the configuration used when nothing is set.
@@ -65,7 +56,7 @@ func Default() Config {
 		DebugConsolePort: DefaultDebugConsolePort,
 		HotplugTimeout:   DefaultHotplugTimeout,
 		UnifiedCgroups:   true,
-		MemoryOnline:     OnlineKernel,
+		MemoryOnline:     hotplug.OnlineKernel,
 	}
 }
 
@@ -96,7 +87,7 @@ func Parse(cmdline string) (Config, []error) {
 			errs = append(errs, &OptionError{Option: key, Value: value, Reason: reason})
 		}
 		if len(value) > maxValueLen {
-			if strings.HasPrefix(key, "agent.") || key == "cgroup_no_v1" || key == "systemd.unified_cgroup_hierarchy" || key == "fips" {
+			if strings.HasPrefix(key, "agent.") || key == "cgroup_no_v1" || key == "systemd.unified_cgroup_hierarchy" {
 				bad(fmt.Sprintf("value longer than %d bytes", maxValueLen))
 			}
 			continue
@@ -141,9 +132,9 @@ func Parse(cmdline string) (Config, []error) {
 				c.HotplugTimeout = d
 			}
 		case "agent.memory_online_type":
-			switch MemoryOnlineType(value) {
-			case OnlineKernel, OnlineMovable:
-				c.MemoryOnline = MemoryOnlineType(value)
+			switch hotplug.MemoryOnlineType(value) {
+			case hotplug.OnlineKernel, hotplug.OnlineMovable:
+				c.MemoryOnline = hotplug.MemoryOnlineType(value)
 			default:
 				bad("want online or online_movable")
 			}
@@ -162,12 +153,6 @@ func Parse(cmdline string) (Config, []error) {
 		case "cgroup_no_v1":
 			if value == "all" {
 				noV1All = true
-			}
-		case "fips":
-			if b, err := parseBool(value); err != nil {
-				bad(err.Error())
-			} else {
-				c.FIPS = b
 			}
 		}
 	}

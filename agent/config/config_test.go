@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 )
 
 func optionNames(errs []error) []string {
@@ -29,7 +31,7 @@ func TestParseKataOptions(t *testing.T) {
 	want := Config{
 		ServerAddr: "vsock://-1:2048", LogLevel: slog.LevelDebug, LogVport: 1025, DebugConsole: true,
 		DebugConsolePort: 1026, HotplugTimeout: 10 * time.Second, UnifiedCgroups: true,
-		MemoryOnline: OnlineMovable, OnlineCPUOnAdd: true, FIPS: true,
+		MemoryOnline: hotplug.OnlineMovable, OnlineCPUOnAdd: true,
 	}
 	if c != want {
 		t.Errorf("Parse = %+v\nwant     %+v", c, want)

@@ -5,18 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/configs/validate"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -149,85 +142,6 @@ func Create(opts Options) (_ *Container, retErr error) {
 	return c, nil
 }
 
-// startProcess builds the libcontainer process with its stdio and starts
-// it (init: up to the exec fifo; exec: fully).
-func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Process, error) {
-	lp, err := newLibcontainerProcess(sp, isInit)
-	if err != nil {
-		return nil, fmt.Errorf("process %q: %w", id, err)
-	}
-	p := &Process{ID: id, Init: isInit, tty: sp.Terminal, lp: lp, done: make(chan struct{}), policy: &c.policy}
-	var pipes *stdioPair
-	var console *consoleSocket
-	if sp.Terminal {
-		if console, err = newConsoleSocket(); err != nil {
-			return nil, err
-		}
-		defer console.close()
-		lp.ConsoleSocket = console.child
-	} else if pipes, err = setupPipes(p, lp); err != nil {
-		return nil, err
-	}
-	var end func(...int)
-	if c.reaper != nil {
-		end = c.reaper.Begin()
-	}
-	if isInit {
-		err = c.lc.Start(lp)
-	} else {
-		err = c.lc.Run(lp)
-	}
-	if pipes != nil {
-		pipes.closeChild()
-	}
-	if err != nil {
-		if end != nil {
-			end()
-		}
-		p.closeIO()
-		return nil, fmt.Errorf("process %q: start: %w", id, err)
-	}
-	p.pid, _ = lp.Pid()
-	if end != nil {
-		end(p.pid)
-	}
-	if isInit && c.holdInit {
-		// Now, before waitLoop can reap it: the pid is still ours.
-		if c.initHandle, err = openPidHandle(p.pid); err != nil {
-			_ = lp.Signal(unix.SIGKILL)
-			_, _ = lp.Wait()
-			if c.reaper != nil {
-				c.reaper.Disown(p.pid)
-			}
-			p.closeIO()
-			return nil, fmt.Errorf("process %q: %w", id, err)
-		}
-	}
-	if console != nil {
-		master, err := console.receiveMaster()
-		if err != nil {
-			_ = lp.Signal(unix.SIGKILL)
-			_, _ = lp.Wait()
-			if c.reaper != nil {
-				c.reaper.Disown(p.pid)
-			}
-			return nil, fmt.Errorf("process %q: %w", id, err)
-		}
-		p.stdin, p.stdout = master, master
-	}
-	disown := func(int) {}
-	if c.reaper != nil {
-		disown = c.reaper.Disown
-	}
-	go func() {
-		p.waitLoop(disown)
-		// The host may have read the streams to EOF before the exit was
-		// seen: give back what the process no longer needs.
-		c.settle(p)
-	}()
-	return p, nil
-}
-
 // Start runs the init process's program (the OCI "start").
 func (c *Container) Start() error {
 	c.mu.Lock()
@@ -250,58 +164,6 @@ func (c *Container) Start() error {
 	return nil
 }
 
-// Exec starts an additional process in the running container.
-func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
-	if sp == nil {
-		return nil, fmt.Errorf("exec %q: process is nil: %w", execID, errdefs.ErrInvalidArgument)
-	}
-	c.mu.Lock()
-	switch {
-	case c.removed:
-		c.mu.Unlock()
-		return nil, fmt.Errorf("container %q is being removed: %w", c.id, errdefs.ErrNotFound)
-	case !c.started:
-		c.mu.Unlock()
-		return nil, fmt.Errorf("container %q is not started: exec needs a running container: %w", c.id, errdefs.ErrFailedPrecondition)
-	case c.init.Exited():
-		c.mu.Unlock()
-		return nil, fmt.Errorf("container %q has exited: %w", c.id, errdefs.ErrFailedPrecondition)
-	case execID == c.id:
-		c.mu.Unlock()
-		return nil, fmt.Errorf("exec %q: the container's own id is its init process: %w", execID, errdefs.ErrAlreadyExists)
-	}
-	if _, dup := c.execs[execID]; dup {
-		c.mu.Unlock()
-		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrAlreadyExists)
-	}
-	if err := c.policy.Budget.take(execID, c.id); err != nil {
-		c.mu.Unlock()
-		return nil, err
-	}
-	// Reserve the id; the start forks and must run without the lock.
-	c.execs[execID] = nil
-	c.mu.Unlock()
-
-	p, err := c.startProcess(execID, sp, false)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		c.forgetLocked(execID)
-		return nil, err
-	}
-	if c.removed {
-		// Removal raced with the start; the kill of the cgroup ends it.
-		_ = p.lp.Signal(unix.SIGKILL)
-		if _, ok := c.execs[execID]; !ok {
-			// Destroy is done and gave the reservation back.
-			p.closeIO()
-			return nil, fmt.Errorf("container %q is being removed: %w", c.id, errdefs.ErrNotFound)
-		}
-	}
-	c.execs[execID] = p
-	return p, nil
-}
-
 // Process finds a process: "" or the container id is the init process.
 func (c *Container) Process(execID string) (*Process, error) {
 	if execID == "" || execID == c.id {
@@ -314,34 +176,6 @@ func (c *Container) Process(execID string) (*Process, error) {
 		return nil, fmt.Errorf("exec %q in container %q: %w", execID, c.id, errdefs.ErrNotFound)
 	}
 	return p, nil
-}
-
-// SignalAll signals every process of the container (all pids in its
-// cgroup); a container with nothing left running succeeds, as
-// Process.Signal does.
-func (c *Container) SignalAll(sig unix.Signal) error {
-	if c.init.Exited() && !c.hasProcesses() {
-		return nil
-	}
-	return c.signalAll(sig)
-}
-
-func (c *Container) hasProcesses() bool {
-	pids, err := c.lc.Processes()
-	return err == nil && len(pids) > 0
-}
-
-func (c *Container) signalAll(sig unix.Signal) error {
-	pids, err := c.lc.Processes()
-	if err != nil {
-		return fmt.Errorf("container %q: list processes: %w", c.id, err)
-	}
-	for _, pid := range pids {
-		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("container %q: signal pid %d: %w", c.id, pid, err)
-		}
-	}
-	return nil
 }
 
 // Destroy kills every process, waits for the init process until ctx ends,
@@ -451,160 +285,6 @@ func (c *Container) Resume() error {
 	return nil
 }
 
-// Update changes the container's memory, CPU and pids resources; fields
-// not given keep their value. A refused update leaves the previous limits
-// in force.
-func (c *Container) Update(r *specs.LinuxResources) error {
-	if r == nil {
-		return fmt.Errorf("container %q: no resources given: %w", c.id, errdefs.ErrInvalidArgument)
-	}
-	c.cfgMu.Lock()
-	defer c.cfgMu.Unlock()
-	cfg := c.configCopy()
-	res := cfg.Cgroups.Resources
-	if m := r.Memory; m != nil {
-		if m.Limit != nil {
-			res.Memory = *m.Limit
-		}
-		if m.Reservation != nil {
-			res.MemoryReservation = *m.Reservation
-		}
-		if m.Swap != nil {
-			res.MemorySwap = *m.Swap
-		}
-	}
-	if cpu := r.CPU; cpu != nil {
-		if cpu.Shares != nil {
-			res.CpuShares = *cpu.Shares
-		}
-		if cpu.Quota != nil {
-			res.CpuQuota = *cpu.Quota
-		}
-		if cpu.Period != nil {
-			res.CpuPeriod = *cpu.Period
-		}
-		if cpu.Cpus != "" {
-			res.CpusetCpus = cpu.Cpus
-		}
-		if cpu.Mems != "" {
-			res.CpusetMems = cpu.Mems
-		}
-	}
-	if r.Pids != nil && r.Pids.Limit != nil {
-		limit := *r.Pids.Limit
-		res.PidsLimit = &limit
-	}
-	if err := c.set(cfg); err != nil {
-		return fmt.Errorf("container %q: update resources: %w", c.id, err)
-	}
-	return nil
-}
-
-// configCopy returns libcontainer's config with a cgroup configuration of
-// its own: a change reaches libcontainer only through a successful Set,
-// and a refused Set restores the limits of the untouched config (writing
-// through the shared one would make that restore re-apply the refused
-// values). Called with cfgMu held.
-func (c *Container) configCopy() configs.Config {
-	cfg := c.lc.Config()
-	var cg cgroups.Cgroup
-	if cfg.Cgroups != nil {
-		cg = *cfg.Cgroups
-	}
-	var res cgroups.Resources
-	if cg.Resources != nil {
-		res = *cg.Resources
-	}
-	cg.Resources = &res
-	cfg.Cgroups = &cg
-	return cfg
-}
-
-// set applies cfg through libcontainer, classifying its refusals. Called
-// with cfgMu held.
-func (c *Container) set(cfg configs.Config) error {
-	err := c.lc.Set(cfg)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, libcontainer.ErrNotRunning):
-		return fmt.Errorf("container %q is not running: %w", c.id, errdefs.ErrFailedPrecondition)
-	default:
-		// The kernel refused a value (EINVAL, ERANGE, EBUSY for a limit
-		// below current usage, ...): the request's mistake.
-		return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
-	}
-}
-
-// FollowOnlineCPUs sets the container's cpuset to cpus (the guest's online
-// CPUs) unless the container asked for specific CPUs: hot-added vCPUs are
-// then usable by containers that were created before they arrived.
-func (c *Container) FollowOnlineCPUs(cpus string) error {
-	c.cfgMu.Lock()
-	defer c.cfgMu.Unlock()
-	cfg := c.configCopy()
-	res := cfg.Cgroups.Resources
-	pinned := res.CpusetCpus != "" && res.CpusetCpus != c.followedCpus
-	if pinned || res.CpusetCpus == cpus {
-		return nil
-	}
-	res.CpusetCpus = cpus
-	if err := c.set(cfg); err != nil {
-		if errors.Is(err, errdefs.ErrFailedPrecondition) {
-			return nil // not running: no process to give the CPUs to
-		}
-		return fmt.Errorf("container %q: set cpuset to %s: %w", c.id, cpus, err)
-	}
-	c.followedCpus = cpus
-	return nil
-}
-
-// Stats returns the container's cgroup statistics.
-func (c *Container) Stats() (*libcontainer.Stats, error) {
-	c.cfgMu.Lock()
-	defer c.cfgMu.Unlock()
-	st, err := c.lc.Stats()
-	if err != nil {
-		return nil, fmt.Errorf("container %q: stats: %w", c.id, err)
-	}
-	return st, nil
-}
-
-// ProcessInfo is one line of ListProcesses.
-type ProcessInfo struct {
-	Pid  int
-	PPid int
-	Cmd  string
-}
-
-// ListProcesses lists the processes of the container's cgroup, sorted by
-// pid, with their command lines read from procRoot.
-func (c *Container) ListProcesses(procRoot string) ([]ProcessInfo, error) {
-	pids, err := c.lc.Processes()
-	if err != nil {
-		return nil, fmt.Errorf("container %q: list processes: %w", c.id, err)
-	}
-	sort.Ints(pids)
-	out := make([]ProcessInfo, 0, len(pids))
-	for _, pid := range pids {
-		dir := filepath.Join(procRoot, strconv.Itoa(pid))
-		cmd, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		pi := ProcessInfo{Pid: pid, Cmd: strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))}
-		if st, err := os.ReadFile(filepath.Join(dir, "stat")); err == nil {
-			if i := strings.LastIndexByte(string(st), ')'); i > 0 {
-				if f := strings.Fields(string(st[i+1:])); len(f) > 1 {
-					pi.PPid, _ = strconv.Atoi(f[1])
-				}
-			}
-		}
-		out = append(out, pi)
-	}
-	return out, nil
-}
-
 // InitPid is the pid of the container's init process.
 func (c *Container) InitPid() int { return c.init.pid }
 
@@ -623,61 +303,4 @@ func (c *Container) CgroupPaths() map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// newLibcontainerProcess translates a runtime-spec process.
-func newLibcontainerProcess(sp *specs.Process, isInit bool) (*libcontainer.Process, error) {
-	if len(sp.Args) == 0 {
-		return nil, fmt.Errorf("process has no args: %w", errdefs.ErrInvalidArgument)
-	}
-	cwd := sp.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	if !filepath.IsAbs(cwd) {
-		return nil, fmt.Errorf("cwd %q is not absolute: %w", sp.Cwd, errdefs.ErrInvalidArgument)
-	}
-	lp := &libcontainer.Process{
-		Args:            sp.Args,
-		Env:             sp.Env,
-		Cwd:             cwd,
-		UID:             int(sp.User.UID),
-		GID:             int(sp.User.GID),
-		Init:            isInit,
-		Label:           sp.SelinuxLabel,
-		AppArmorProfile: sp.ApparmorProfile,
-	}
-	if !isInit {
-		nnp := sp.NoNewPrivileges
-		lp.NoNewPrivileges = &nnp
-	}
-	for _, g := range sp.User.AdditionalGids {
-		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
-	}
-	if sp.ConsoleSize != nil {
-		lp.ConsoleWidth, lp.ConsoleHeight = uint16(sp.ConsoleSize.Width), uint16(sp.ConsoleSize.Height)
-	}
-	if c := sp.Capabilities; c != nil && !isInit {
-		lp.Capabilities = &configs.Capabilities{
-			Bounding: c.Bounding, Effective: c.Effective, Inheritable: c.Inheritable,
-			Permitted: c.Permitted, Ambient: c.Ambient,
-		}
-	}
-	for _, rl := range sp.Rlimits {
-		t, ok := rlimits[rl.Type]
-		if !ok {
-			return nil, fmt.Errorf("unknown rlimit %q: %w", rl.Type, errdefs.ErrInvalidArgument)
-		}
-		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
-	}
-	return lp, nil
-}
-
-var rlimits = map[string]int{
-	"RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_DATA": unix.RLIMIT_DATA,
-	"RLIMIT_STACK": unix.RLIMIT_STACK, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_RSS": unix.RLIMIT_RSS,
-	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
-	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
-	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
-	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
 }

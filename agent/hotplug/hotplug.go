@@ -6,6 +6,23 @@
 //
 // Every path is taken under an injectable sysfs root and every wait uses an
 // injectable clock, so the logic runs in unit tests against a fake tree.
+//
+// Goroutines: the package starts none of its own but one. RPCs
+// (OnlineCPUMem, MemHotplugByProbe, the GetGuestDetails queries) run on the
+// server's goroutines and HandleUevent on the uevent listener's, all
+// concurrently; the memory sweep runs on the goroutine of a one-shot
+// time.AfterFunc timer that each memory "add" uevent re-arms, so nothing
+// runs at idle and nothing needs stopping at shutdown (a pending sweep
+// only onlines memory).
+//
+// Locks: Onliner.mu serialises every read-modify-write of sysfs online
+// state (a CPU pass, a memory pass, one uevent's block or CPU) so that two
+// passes never online the same CPU twice or count a CPU another is
+// onlining. Onliner.sweepMu only guards the timer. The two are never held
+// together (a memory uevent releases mu before re-arming the sweep, and the
+// sweep takes only mu), and no lock is held while OnlineCPUMem sleeps
+// between retries or calls the CpusetUpdater, so the sandbox's locks are
+// never taken under ours.
 package hotplug
 
 import (
@@ -18,8 +35,19 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+)
 
-	"github.com/sandbox-guest/sandbox-guest/agent/config"
+// DefaultTimeout bounds how long OnlineCPUMem waits for CPUs to come online
+// when Options.Timeout is not set (the agent's agent.hotplug_timeout default).
+const DefaultTimeout = 3 * time.Second
+
+// MemoryOnlineType is what a hot-plugged memory block is onlined as.
+type MemoryOnlineType string
+
+// Memory online types accepted by /sys/devices/system/memory/memoryN/state.
+const (
+	OnlineKernel  MemoryOnlineType = "online"
+	OnlineMovable MemoryOnlineType = "online_movable"
 )
 
 // retryInterval is how long OnlineCPUMem waits between passes while the
@@ -70,12 +98,12 @@ type Options struct {
 	// SysfsRoot is where sysfs is mounted. Default "/sys".
 	SysfsRoot string
 	// MemoryOnline is the type memory blocks are onlined as. Default
-	// config.OnlineKernel ("online").
-	MemoryOnline config.MemoryOnlineType
+	// OnlineKernel ("online").
+	MemoryOnline MemoryOnlineType
 	// OnlineCPUOnAdd onlines a CPU as soon as its "add" uevent arrives.
 	OnlineCPUOnAdd bool
 	// Timeout bounds how long OnlineCPUMem waits for CPUs to come online.
-	// Default config.DefaultHotplugTimeout.
+	// Default DefaultTimeout.
 	Timeout time.Duration
 	// Cpusets is told the new online CPU list after OnlineCPUMem onlined
 	// CPUs; nil skips the update.
@@ -90,7 +118,7 @@ type Options struct {
 // use: uevent-driven onlining and RPCs may run at the same time.
 type Onliner struct {
 	sysfs    string
-	memType  config.MemoryOnlineType
+	memType  MemoryOnlineType
 	cpuOnAdd bool
 	timeout  time.Duration
 	cpusets  CpusetUpdater
@@ -121,13 +149,13 @@ func New(opts Options) (*Onliner, error) {
 	}
 	switch o.memType {
 	case "":
-		o.memType = config.OnlineKernel
-	case config.OnlineKernel, config.OnlineMovable:
+		o.memType = OnlineKernel
+	case OnlineKernel, OnlineMovable:
 	default:
-		return nil, fmt.Errorf("memory online type %q: want %q or %q", o.memType, config.OnlineKernel, config.OnlineMovable)
+		return nil, fmt.Errorf("memory online type %q: want %q or %q", o.memType, OnlineKernel, OnlineMovable)
 	}
 	if o.timeout <= 0 {
-		o.timeout = config.DefaultHotplugTimeout
+		o.timeout = DefaultTimeout
 	}
 	if o.clock == nil {
 		o.clock = realClock{}

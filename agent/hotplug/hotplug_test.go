@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/sandbox-guest/sandbox-guest/agent/config"
 )
 
 // fakeClock advances only when slept on and runs onSleep each time, which
@@ -146,7 +144,7 @@ func TestParseCPUList(t *testing.T) {
 }
 
 func TestOnlineMemoryBlocks(t *testing.T) {
-	for _, typ := range []config.MemoryOnlineType{config.OnlineKernel, config.OnlineMovable} {
+	for _, typ := range []MemoryOnlineType{OnlineKernel, OnlineMovable} {
 		t.Run(string(typ), func(t *testing.T) {
 			fs := newFakeSysfs(t)
 			fs.write("devices/system/memory/block_size_bytes", "8000000\n")
@@ -451,7 +449,7 @@ func TestMemoryUevent(t *testing.T) {
 	fs := newFakeSysfs(t)
 	fs.block(32, "offline")
 	fs.block(33, "offline")
-	o := newOnliner(t, fs, &fakeClock{}, func(o *Options) { o.MemoryOnline = config.OnlineMovable })
+	o := newOnliner(t, fs, &fakeClock{}, func(o *Options) { o.MemoryOnline = OnlineMovable })
 
 	if !o.WantsUevent("add", "memory") || o.WantsUevent("change", "memory") || o.WantsUevent("add", "cpu") || o.WantsUevent("add", "block") {
 		t.Error("WantsUevent filter wrong")

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,9 +39,6 @@ type Sys interface {
 	LinkUp(name string) error
 	Sync()
 	PowerOff() error
-	LoadModuleFile(path, params string) error
-	RunModprobe(name string, params []string) error
-	KernelRelease() (string, error)
 }
 
 // EnvNewRoot marks the second start of PID 1, after the move to a root
@@ -402,11 +400,11 @@ func moveRootAndReexec(s Sys, o Options) error {
 // at most 64 bytes as the kernel allows).
 func SetHostname(s Sys, name string) error {
 	if len(name) == 0 || len(name) > 64 {
-		return fmt.Errorf("hostname %q: length must be 1..64", short(name))
+		return fmt.Errorf("hostname %q: length must be 1..64", hostinput.Clip(name))
 	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return fmt.Errorf("hostname %q: character %q not allowed", short(name), c)
+			return fmt.Errorf("hostname %q: character %q not allowed", hostinput.Clip(name), c)
 		}
 	}
 	if s == nil {
@@ -416,11 +414,4 @@ func SetHostname(s Sys, name string) error {
 		return fmt.Errorf("set hostname %q: %w", name, err)
 	}
 	return nil
-}
-
-func short(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }

@@ -152,13 +152,6 @@ func (f *fakeSys) Setsid() error                 { return f.rec("setsid") }
 func (f *fakeSys) LinkUp(name string) error      { return f.rec("linkup %s", name) }
 func (f *fakeSys) Sync()                         { f.rec("sync") }
 func (f *fakeSys) PowerOff() error               { return f.rec("poweroff") }
-func (f *fakeSys) LoadModuleFile(path, params string) error {
-	return f.rec("finit %s %s", path, params)
-}
-func (f *fakeSys) RunModprobe(name string, params []string) error {
-	return f.rec("modprobe %s %s", name, strings.Join(params, " "))
-}
-func (f *fakeSys) KernelRelease() (string, error) { return "6.12.0", nil }
 
 func (f *fakeSys) has(t *testing.T, call string) {
 	t.Helper()
@@ -343,48 +336,6 @@ func TestShutdown(t *testing.T) {
 	if !slices.Equal(g.calls, []string{"sync"}) {
 		t.Fatalf("non-init shutdown did %v", g.calls)
 	}
-}
-
-func TestLoadModules(t *testing.T) {
-	f := newFakeSys("ext4")
-	if err := LoadModules(f, []Module{{Name: "vfio_pci"}}); !errors.Is(err, ErrNoModuleSupport) || !errdefs.IsFailedPrecondition(err) {
-		t.Fatalf("no /proc/modules: %v", err)
-	}
-	f.files["/proc/modules"] = nil
-	for _, bad := range []Module{{Name: ""}, {Name: "../x"}, {Name: "m", Params: []string{"a b"}}, {Name: "m", Params: []string{"=v"}}} {
-		if err := LoadModules(f, []Module{bad}); !errdefs.IsInvalidArgument(err) {
-			t.Fatalf("%+v: %v", bad, err)
-		}
-	}
-	f.files["/lib/modules/6.12.0/modules.dep"] = []byte(
-		"kernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/drivers/vfio/pci/vfio-pci-core.ko.xz kernel/drivers/vfio/vfio.ko.xz\n" +
-			"kernel/drivers/vfio/vfio.ko.xz:\n")
-	if err := LoadModules(f, []Module{{Name: "vfio-pci", Params: []string{"ids=1af4:1041", "nointxmask=1"}}}); err != nil {
-		t.Fatal(err)
-	}
-	var finits []string
-	for _, c := range f.calls {
-		if strings.HasPrefix(c, "finit") {
-			finits = append(finits, c)
-		}
-	}
-	want := []string{
-		"finit /lib/modules/6.12.0/kernel/drivers/vfio/vfio.ko.xz ",
-		"finit /lib/modules/6.12.0/kernel/drivers/vfio/pci/vfio-pci-core.ko.xz ",
-		"finit /lib/modules/6.12.0/kernel/drivers/vfio/pci/vfio-pci.ko.xz ids=1af4:1041 nointxmask=1",
-	}
-	if !slices.Equal(finits, want) {
-		t.Fatalf("loads:\n%s", strings.Join(finits, "\n"))
-	}
-	if err := LoadModules(f, []Module{{Name: "nosuch"}}); !errdefs.IsNotFound(err) {
-		t.Fatalf("unknown module: %v", err)
-	}
-	// With modprobe in the image, it is used.
-	f.files[modprobePath] = nil
-	if err := LoadModules(f, []Module{{Name: "dummy", Params: []string{"numdummies=2"}}}); err != nil {
-		t.Fatal(err)
-	}
-	f.has(t, "modprobe dummy numdummies=2")
 }
 
 func TestSetHostnameValidates(t *testing.T) {

@@ -1,15 +1,10 @@
 package initsys
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/sandbox-guest/sandbox-guest/agent/reaper"
 )
 
 // Real is the Sys of the running system.
@@ -79,41 +74,3 @@ func (Real) LinkUp(name string) error {
 }
 func (Real) Sync()           { unix.Sync() }
 func (Real) PowerOff() error { return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF) }
-
-// moduleInitCompressedFile lets the kernel decompress .ko.xz/.ko.zst/.ko.gz
-// itself (MODULE_INIT_COMPRESSED_FILE).
-const moduleInitCompressedFile = 4
-
-func (Real) LoadModuleFile(path, params string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	flags := 0
-	if !strings.HasSuffix(path, ".ko") {
-		flags = moduleInitCompressedFile
-	}
-	if err := unix.FinitModule(int(f.Fd()), params, flags); err != nil {
-		return fmt.Errorf("finit_module %s: %w", path, err)
-	}
-	return nil
-}
-
-func (Real) RunModprobe(name string, params []string) error {
-	var out bytes.Buffer
-	cmd := exec.Command(modprobePath, append([]string{name}, params...)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := reaper.RunCmd(cmd); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", modprobePath, name, err, strings.TrimSpace(out.String()))
-	}
-	return nil
-}
-
-func (Real) KernelRelease() (string, error) {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "", err
-	}
-	return unix.ByteSliceToString(u.Release[:]), nil
-}

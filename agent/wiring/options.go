@@ -36,6 +36,7 @@ type settings struct {
 	netlink     *netlink.Handle
 	iptables    network.IPTables
 	system      server.System
+	mark        func(step string)
 }
 
 // Option adjusts how the agent is put together.
@@ -78,3 +79,8 @@ func WithIPTables(ipt network.IPTables) Option { return func(s *settings) { s.ip
 // SetGuestDateTime and ReseedRandomDev change (default initsys's system
 // calls): a development host's clock is not the agent's to set.
 func WithSystem(sys server.System) Option { return func(s *settings) { s.system = sys } }
+
+// WithStepMarks has mark called as each assembly step ends (main records
+// the start-up steps with it): "storage+network", "reaper",
+// "sandbox+hotplug", "follow-hotplug".
+func WithStepMarks(mark func(step string)) Option { return func(s *settings) { s.mark = mark } }

@@ -50,6 +50,10 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 		log = slog.Default()
 	}
 	a := &Agent{log: log}
+	mark := s.mark
+	if mark == nil {
+		mark = func(string) {}
+	}
 
 	// Devices are waited for through uevents; the listener opens its
 	// socket on first use.
@@ -58,6 +62,7 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 	storages := storage.New(storage.Config{Root: s.roots.Kata, Devices: waiter, SysfsRoot: s.roots.Sysfs, Log: log})
 	a.network = network.New(network.Options{Handle: s.netlink, IPTables: s.iptables, Log: log, NICs: waiter})
 	a.stops = append(a.stops, func() { a.network.Close() })
+	mark("storage+network")
 
 	// Containers: the reaper must run before anything forks.
 	container.ForwardLibraryLogs(log)
@@ -69,6 +74,7 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 		}
 		rp = r
 	}
+	mark("reaper")
 	sb, err := sandbox.New(sandbox.Config{
 		BundleRoot: s.roots.Bundles, SandboxDir: s.roots.Sandbox, SharedDir: s.roots.Shared,
 		StateRoot: s.roots.State, ProcRoot: s.roots.Proc, CgroupGroup: s.cgroupGroup,
@@ -92,9 +98,12 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 		a.Close()
 		return nil, fmt.Errorf("hot-plug configuration: %w", err)
 	}
+	mark("sandbox+hotplug")
 	if s.isInit {
+		// Not on a development host: the host's CPUs and memory are not ours.
 		a.stops = append(a.stops, followHotplug(uevents, onliner, log))
 	}
+	mark("follow-hotplug")
 	sys := s.system
 	if sys == nil {
 		sys = guestSystem{}
@@ -132,12 +141,13 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 func (a *Agent) Sandbox() *sandbox.Sandbox { return a.sandbox }
 
 // Serve serves the agent API on l until ctx ends or, as PID 1, until the
-// host has the reply to DestroySandbox.
+// host has the reply to DestroySandbox. Freed heap goes back to the kernel
+// once a burst of requests is over (quietTrim).
 func (a *Agent) Serve(ctx context.Context, l net.Listener) error {
 	if a.server == nil {
 		return errors.New("serve: the agent was not assembled")
 	}
-	return a.server.Serve(ctx, l)
+	return a.server.Serve(ctx, newQuietTrim(quietTrimDelay, quietTrimMinAlloc).listener(l))
 }
 
 // Close stops what New started (the hot-plug follower, the network

@@ -41,6 +41,7 @@ func main() {
 
 func run() int {
 	isInit := os.Getpid() == 1
+	boot := newBootSteps()
 	if isInit {
 		// The command line is in /proc, which PID 1 has to mount first.
 		if err := initsys.MountKernelFilesystems(nil); err != nil {
@@ -63,12 +64,16 @@ func run() int {
 		log.Warn("configuration", "error", err)
 	}
 
+	boot.mark("config")
 	// As PID 1 on its first start this moves to a root that allows
 	// pivot_root and re-executes the agent: it does not return then.
+	boot.handOn()
 	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log, FlushLog: flushLog}); err != nil {
 		log.Error("system setup", "error", err)
 	}
 
+	_ = os.Unsetenv(envBootSteps)
+	boot.mark("setup")
 	fipsStatus, err := fips.Read("/proc")
 	if err == nil {
 		err = fips.Verify(fipsStatus, isInit)
@@ -89,6 +94,7 @@ func run() int {
 		}
 	}
 
+	boot.mark("fips+log")
 	addr, err := config.ParseAddr(cfg.ServerAddr)
 	if err != nil {
 		log.Error("bad server address", "error", err)
@@ -99,7 +105,9 @@ func run() int {
 		log.Error("listen", "error", err)
 		return 1
 	}
-	agent, err := wiring.New(cfg, wiring.WithLog(log), wiring.AsInit(isInit), wiring.WithFIPS(fipsStatus.Agent))
+	boot.mark("listen")
+	agent, err := wiring.New(cfg, wiring.WithLog(log), wiring.AsInit(isInit), wiring.WithFIPS(fipsStatus.Agent),
+		wiring.WithStepMarks(boot.mark))
 	if err != nil {
 		log.Error("assemble the agent", "error", err)
 		return 1
@@ -123,7 +131,8 @@ func run() int {
 		log.Warn("debug console", "error", err)
 	}
 
-	log.Info("serving", "addr", cfg.ServerAddr)
+	boot.mark("server")
+	log.Info("serving", "addr", cfg.ServerAddr, "boot", boot.String())
 	if err := agent.Serve(ctx, l); err != nil {
 		log.Error("serve", "error", err)
 		return 1

@@ -49,6 +49,20 @@ func main() {
 	}
 }
 
+// The demo's sandbox and container ids.
+const sid, cid = "demo", "greeter"
+
+// timings are the figures the demo reports.
+type timings struct {
+	ready       time.Duration // QEMU start to agent healthy
+	created     time.Duration // CreateContainer
+	createStart time.Duration // CreateContainer + StartContainer
+	exited      time.Duration // CreateContainer to the container's exit
+	status      int32         // the container's exit status
+	down        time.Duration // DestroySandbox to QEMU's exit
+	qemuStatus  int
+}
+
 func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendArgs, busybox, greeting string) (err error) {
 	if err := fixture.CheckStatic(busybox); err != nil {
 		return err
@@ -58,7 +72,6 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 		return err
 	}
 	defer os.RemoveAll(share)
-	const sid, cid = "demo", "greeter"
 	if err := fixture.BusyboxRootfs(fixture.HostRootfs(share, cid), busybox); err != nil {
 		return err
 	}
@@ -91,24 +104,47 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 		return fmt.Errorf("reach agent (%v): %w", context.Cause(ctx), err)
 	}
 	defer cli.Close()
-	for {
-		r, err := cli.Health.Check(ctx, &pb.CheckRequest{})
-		if err == nil && r.Status == pb.HealthCheckResponse_SERVING {
-			break
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("agent never became healthy (%v): %v", context.Cause(ctx), err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitHealthy(ctx, cli); err != nil {
+		return err
 	}
-	ready := time.Since(vm.Started())
+	var t timings
+	t.ready = time.Since(vm.Started())
 
 	if _, err := cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{
 		Hostname: sid, SandboxId: sid, Storages: fixture.SandboxStorages(),
 	}); err != nil {
 		return fmt.Errorf("CreateSandbox: %w", err)
 	}
+	if err := runGreeter(ctx, cli, greeting, &t); err != nil {
+		return err
+	}
+	if err := shutdown(ctx, cli, vm, &t); err != nil {
+		return err
+	}
+	t.print()
+	if t.qemuStatus != 0 {
+		return fmt.Errorf("QEMU exited with status %d", t.qemuStatus)
+	}
+	return nil
+}
 
+// waitHealthy polls the agent's health service until it serves.
+func waitHealthy(ctx context.Context, cli *agentclient.Client) error {
+	for {
+		r, err := cli.Health.Check(ctx, &pb.CheckRequest{})
+		if err == nil && r.Status == pb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("agent never became healthy (%v): %v", context.Cause(ctx), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runGreeter creates and starts the container, prints what it says, waits
+// for it and removes it, timing each step into t.
+func runGreeter(ctx context.Context, cli *agentclient.Client, greeting string, t *timings) error {
 	start := time.Now()
 	if _, err := cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
 		ContainerId: cid, ExecId: cid,
@@ -116,33 +152,46 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 	}); err != nil {
 		return fmt.Errorf("CreateContainer: %w", err)
 	}
-	created := time.Since(start)
+	t.created = time.Since(start)
 	if _, err := cli.Agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: cid}); err != nil {
 		return fmt.Errorf("StartContainer: %w", err)
 	}
-	createStart := time.Since(start)
+	t.createStart = time.Since(start)
 
-	var out bytes.Buffer
-	for {
-		r, err := cli.Agent.ReadStdout(ctx, &pb.ReadStreamRequest{ContainerId: cid, ExecId: cid, Len: 4096})
-		if err != nil {
-			return fmt.Errorf("ReadStdout: %w", err)
-		}
-		if len(r.Data) == 0 {
-			break
-		}
-		out.Write(r.Data)
+	out, err := readStdout(ctx, cli)
+	if err != nil {
+		return err
 	}
 	w, err := cli.Agent.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: cid, ExecId: cid})
 	if err != nil {
 		return fmt.Errorf("WaitProcess: %w", err)
 	}
-	exited := time.Since(start)
-	fmt.Printf("container says: %s", out.String())
+	t.exited, t.status = time.Since(start), w.Status
+	fmt.Printf("container says: %s", out)
 	if _, err := cli.Agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: cid}); err != nil {
 		return fmt.Errorf("RemoveContainer: %w", err)
 	}
+	return nil
+}
 
+// readStdout reads the container's stdout until it ends.
+func readStdout(ctx context.Context, cli *agentclient.Client) (string, error) {
+	var out bytes.Buffer
+	for {
+		r, err := cli.Agent.ReadStdout(ctx, &pb.ReadStreamRequest{ContainerId: cid, ExecId: cid, Len: 4096})
+		if err != nil {
+			return "", fmt.Errorf("ReadStdout: %w", err)
+		}
+		if len(r.Data) == 0 {
+			return out.String(), nil
+		}
+		out.Write(r.Data)
+	}
+}
+
+// shutdown destroys the sandbox and waits for QEMU to exit, as the agent
+// powers off after answering.
+func shutdown(ctx context.Context, cli *agentclient.Client, vm *vmm.VM, t *timings) error {
 	down := time.Now()
 	// The agent answers before it powers off.
 	if _, err := cli.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{}); err != nil {
@@ -154,13 +203,14 @@ func run(ctx context.Context, log *slog.Logger, image string, kvm bool, appendAr
 	if err != nil {
 		return fmt.Errorf("VM did not power off after DestroySandbox: %w", err)
 	}
-	fmt.Printf("QEMU start to agent ready:   %v\n", ready.Round(time.Millisecond))
-	fmt.Printf("container create:            %v\n", created.Round(time.Millisecond))
-	fmt.Printf("container create+start:      %v\n", createStart.Round(time.Millisecond))
-	fmt.Printf("container create to exit:    %v (status %d)\n", exited.Round(time.Millisecond), w.Status)
-	fmt.Printf("DestroySandbox to QEMU exit: %v (QEMU status %d)\n", time.Since(down).Round(time.Millisecond), code)
-	if code != 0 {
-		return fmt.Errorf("QEMU exited with status %d", code)
-	}
+	t.down, t.qemuStatus = time.Since(down), code
 	return nil
+}
+
+func (t *timings) print() {
+	fmt.Printf("QEMU start to agent ready:   %v\n", t.ready.Round(time.Millisecond))
+	fmt.Printf("container create:            %v\n", t.created.Round(time.Millisecond))
+	fmt.Printf("container create+start:      %v\n", t.createStart.Round(time.Millisecond))
+	fmt.Printf("container create to exit:    %v (status %d)\n", t.exited.Round(time.Millisecond), t.status)
+	fmt.Printf("DestroySandbox to QEMU exit: %v (QEMU status %d)\n", t.down.Round(time.Millisecond), t.qemuStatus)
 }

@@ -1,0 +1,87 @@
+package wiring
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func (q *quietTrim) count() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.trims
+}
+
+func TestQuietTrimAfterBurst(t *testing.T) {
+	q := newQuietTrim(20*time.Millisecond, 1<<20)
+	var alloc atomic.Uint64
+	var gcs atomic.Uint32
+	q.allocated = func() (uint64, uint32) { return alloc.Load(), gcs.Load() }
+	q.release = func() {}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := q.listener(l)
+	defer tl.Close()
+	go func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err == nil {
+			c.Write([]byte("x"))
+			c.Close()
+		}
+	}()
+	c, err := tl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// A read with little allocated: no trim.
+	alloc.Store(64 << 10)
+	buf := make([]byte, 1)
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := q.count(); n != 0 {
+		t.Fatalf("trims after a quiet read with 64 KiB allocated = %d, want 0", n)
+	}
+
+	// 4 MiB allocated at boot, before any collection: no trim either.
+	alloc.Store(4 << 20)
+	c.Read(buf)
+	time.Sleep(100 * time.Millisecond)
+	if n := q.count(); n != 0 {
+		t.Fatalf("trims before the runtime's first collection = %d, want 0", n)
+	}
+
+	// Once the runtime collects, a burst then a quiet read: one trim.
+	gcs.Store(1)
+	c.Read(buf) // EOF; still a read
+	deadline := time.Now().Add(5 * time.Second)
+	for q.count() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no trim after a burst and a quiet period (trims %d)", q.count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Reads keep re-arming the timer; nothing allocated since, no second trim.
+	c.Read(buf)
+	time.Sleep(100 * time.Millisecond)
+	if n := q.count(); n != 1 {
+		t.Errorf("trims = %d after an idle read, want 1", n)
+	}
+}
+
+func TestHeapAllocatedGrows(t *testing.T) {
+	before, _ := heapAllocated()
+	sink = make([]byte, 1<<20)
+	if after, _ := heapAllocated(); after < before+1<<20 {
+		t.Errorf("heapAllocated %d -> %d after allocating 1 MiB", before, after)
+	}
+}
+
+var sink []byte
