@@ -53,6 +53,11 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 		if opt != "" && vc.cfg.Value(opt) != "y" {
 			return "", fmt.Errorf("initrd compression %s needs %s=y in the kernel config", f.compression, opt)
 		}
+		if f.iptables {
+			if err := initrd.CheckIPTablesKernel(vc.cfg.Value); err != nil {
+				return "", err
+			}
+		}
 		if *requirements == "" {
 			return "requirements check skipped", nil
 		}
