@@ -4,6 +4,9 @@
 // The kernel's mode comes from fips=1 on the command line and shows in
 // /proc/sys/crypto/fips_enabled; the agent's from crypto/fips140 (on by
 // default when built with GOFIPS140=v1.0.0, off with GODEBUG=fips140=off).
+// FIPS mode is a property of the node: one image serves both kinds, the host
+// adds fips=1 on FIPS nodes, and the agent, as PID 1, re-executes itself with
+// the GODEBUG that Follow computes so that its mode matches the kernel's.
 // A kernel in FIPS mode with an agent outside it is always refused: that is
 // the direction that silently weakens a FIPS guest. An agent in FIPS mode
 // on a non-FIPS kernel is refused in the guest (strict), where kernel and
@@ -73,4 +76,29 @@ func Verify(s Status, strict bool) error {
 		return fmt.Errorf("agent's Go cryptography is in FIPS mode but the kernel has fips_enabled=0 (boot with fips=1, or run the agent with GODEBUG=fips140=off): %w", ErrMismatch)
 	}
 	return nil
+}
+
+// Follow returns the GODEBUG value under which the agent's Go cryptography
+// runs in the kernel's FIPS mode (fips140=on with fips=1, off without), and
+// whether the running agent must re-execute for it (Go reads fips140 only at
+// start). godebug is the current GODEBUG; its other settings are kept. An
+// explicit fips140 setting in it (GODEBUG=fips140=... on the kernel command
+// line, which the kernel hands to PID 1) is the operator's choice and is
+// left alone: if it disagrees with the kernel, Verify refuses to serve.
+func Follow(godebug string, s Status) (value string, reexec bool) {
+	var keep []string
+	for _, kv := range strings.Split(godebug, ",") {
+		if kv == "" {
+			continue
+		}
+		if name, _, _ := strings.Cut(kv, "="); name == "fips140" {
+			return godebug, false
+		}
+		keep = append(keep, kv)
+	}
+	mode := "fips140=off"
+	if s.Kernel {
+		mode = "fips140=on"
+	}
+	return strings.Join(append(keep, mode), ","), s.Agent != s.Kernel
 }

@@ -67,3 +67,29 @@ func TestVerify(t *testing.T) {
 		}
 	}
 }
+
+func TestFollow(t *testing.T) {
+	for _, tc := range []struct {
+		godebug string
+		s       Status
+		want    string
+		reexec  bool
+	}{
+		// Built with GOFIPS140 (agent on): a non-FIPS node turns it off.
+		{"", Status{Kernel: false, Agent: true}, "fips140=off", true},
+		{"", Status{Kernel: true, Agent: true}, "fips140=on", false},
+		// Built without the module default (agent off): a FIPS node turns it on.
+		{"", Status{Kernel: true, Agent: false}, "fips140=on", true},
+		{"", Status{}, "fips140=off", false},
+		// Other settings are kept.
+		{"madvdontneed=1", Status{Agent: true}, "madvdontneed=1,fips140=off", true},
+		// An explicit setting is the operator's: left alone, Verify judges it.
+		{"fips140=off", Status{Kernel: true, Agent: false}, "fips140=off", false},
+		{"x=1,fips140=on", Status{Kernel: false, Agent: true}, "x=1,fips140=on", false},
+	} {
+		got, reexec := Follow(tc.godebug, tc.s)
+		if got != tc.want || reexec != tc.reexec {
+			t.Errorf("Follow(%q, %+v) = %q, %v; want %q, %v", tc.godebug, tc.s, got, reexec, tc.want, tc.reexec)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -70,6 +71,14 @@ type Options struct {
 	Getenv  func(string) string
 	Environ func() []string
 	Args    []string
+	// ReexecEnv is set in the environment of the re-executed agent,
+	// replacing variables of the same name (NAME=value entries). Settings
+	// that Go reads only at process start, such as GODEBUG's fips140,
+	// take effect this way.
+	ReexecEnv []string
+	// Reexec asks for the re-exec on the first start even when the root
+	// needs no move, so that ReexecEnv takes effect.
+	Reexec bool
 }
 
 func (o *Options) flushLog() {
@@ -126,6 +135,9 @@ func Setup(o Options) error {
 			if need {
 				// Returns only on failure.
 				return fmt.Errorf("PID 1 setup: %w", moveRootAndReexec(s, o))
+			}
+			if o.Reexec {
+				return fmt.Errorf("PID 1 setup: %w", reexec(s, o))
 			}
 		} else {
 			_ = os.Unsetenv(EnvNewRoot)
@@ -390,10 +402,35 @@ func moveRootAndReexec(s Sys, o Options) error {
 	if err := s.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
 	}
-	env := append(o.Environ(), EnvNewRoot+"=1")
 	o.Log.Info("moved to a pivot_root-capable root; restarting")
+	return reexec(s, o)
+}
+
+// reexec starts the agent again with ReexecEnv applied, marked so that it
+// does not loop. Queued log lines go out first: the process image is
+// replaced.
+func reexec(s Sys, o Options) error {
+	env := mergeEnv(o.Environ(), append(slices.Clone(o.ReexecEnv), EnvNewRoot+"=1"))
 	o.flushLog()
 	return fmt.Errorf("re-exec /proc/self/exe: %w", s.Exec("/proc/self/exe", o.Args, env))
+}
+
+// mergeEnv returns env with every NAME=value of set replacing the entries
+// of that name (or added at the end).
+func mergeEnv(env, set []string) []string {
+	out := make([]string, 0, len(env)+len(set))
+	replaced := map[string]bool{}
+	for _, kv := range set {
+		name, _, _ := strings.Cut(kv, "=")
+		replaced[name] = true
+	}
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !replaced[name] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, set...)
 }
 
 // SetHostname validates and sets the hostname (CreateSandbox's hostname,

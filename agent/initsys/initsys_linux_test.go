@@ -28,6 +28,7 @@ type fakeSys struct {
 	dirs    map[string]bool
 	execErr error
 	failOn  map[string]error // call prefix -> error
+	execEnv []string         // environment of the last Exec
 }
 
 type fakeMount struct{ point, fstype string }
@@ -144,6 +145,7 @@ func (f *fakeSys) WriteFile(path string, data []byte) error {
 func (f *fakeSys) Chdir(dir string) error  { return f.rec("chdir %s", dir) }
 func (f *fakeSys) Chroot(dir string) error { return f.rec("chroot %s", dir) }
 func (f *fakeSys) Exec(path string, argv, env []string) error {
+	f.execEnv = env
 	f.rec("exec %s %s env-marker=%v", path, strings.Join(argv, " "), slices.Contains(env, EnvNewRoot+"=1"))
 	return f.execErr
 }
@@ -198,6 +200,50 @@ func TestSetupFirstStartMovesRootAndReexecs(t *testing.T) {
 	}
 	if !slices.Equal(f.calls, want) {
 		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(f.calls, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The re-exec carries ReexecEnv (the agent's FIPS mode follows the kernel
+// through GODEBUG), replacing inherited variables of the same name.
+func TestSetupReexecEnv(t *testing.T) {
+	f := newFakeSys("rootfs")
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(), Getenv: env(nil),
+		Environ:   func() []string { return []string{"HOME=/", "GODEBUG=x=1"} },
+		ReexecEnv: []string{"GODEBUG=x=1,fips140=off", "PATH=/bin"}, Args: []string{"/init"}})
+	if !errors.Is(err, errExec) {
+		t.Fatalf("err = %v, want the exec to be reached", err)
+	}
+	want := []string{"HOME=/", "GODEBUG=x=1,fips140=off", "PATH=/bin", EnvNewRoot + "=1"}
+	if !slices.Equal(f.execEnv, want) {
+		t.Fatalf("exec env = %q, want %q", f.execEnv, want)
+	}
+}
+
+// A root that needs no move is still re-executed when asked (Reexec), so
+// that ReexecEnv takes effect; without Reexec it is not.
+func TestSetupReexecWithoutMove(t *testing.T) {
+	f := newFakeSys("ext4")
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(), Getenv: env(nil),
+		Environ: func() []string { return nil }, ReexecEnv: []string{"GODEBUG=fips140=on"}, Reexec: true, Args: []string{"/init"}})
+	if !errors.Is(err, errExec) {
+		t.Fatalf("err = %v, want the exec to be reached", err)
+	}
+	if f.hasPrefix("mount / /newroot") {
+		t.Fatal("moved a root that allows pivot_root")
+	}
+	f.has(t, "exec /proc/self/exe /init env-marker=true")
+	if !slices.Contains(f.execEnv, "GODEBUG=fips140=on") {
+		t.Fatalf("exec env = %q lacks the GODEBUG", f.execEnv)
+	}
+	// Second start: marked, so no loop even with Reexec.
+	f2 := newFakeSys("ext4")
+	f2.mounts = append(f2.mounts, fakeMount{"/dev", "devtmpfs"}, fakeMount{"/proc", "proc"}, fakeMount{"/sys", "sysfs"})
+	if err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f2, Log: quietLog(),
+		Getenv: env(map[string]string{EnvNewRoot: "1"}), Reexec: true}); err != nil {
+		t.Fatal(err)
+	}
+	if f2.hasPrefix("exec") {
+		t.Fatal("second start re-executed again")
 	}
 }
 

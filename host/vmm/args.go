@@ -95,5 +95,11 @@ func virtiofsdArgs(c *config, p paths) []string {
 		"-o", "source=" + c.sharedDir,
 		"-o", "cache=auto",
 	}
+	// Debian's virtiofsd defaults to no_xattr: say which one we mean.
+	if c.noXattr {
+		args = append(args, "-o", "no_xattr")
+	} else {
+		args = append(args, "-o", "xattr")
+	}
 	return append(args, c.vfsdArgs...)
 }

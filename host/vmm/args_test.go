@@ -128,15 +128,24 @@ func TestVirtiofsdArgs(t *testing.T) {
 	c := defaultConfig()
 	c.sharedDir = "/share"
 	got := strings.Join(virtiofsdArgs(&c, testPaths()), " ")
-	if want := "--socket-path=/w/virtiofs.sock -o source=/share -o cache=auto"; got != want {
+	// xattrs are on by default: images need user.* attributes and file
+	// capabilities on their rootfs.
+	if want := "--socket-path=/w/virtiofs.sock -o source=/share -o cache=auto -o xattr"; got != want {
 		t.Errorf("virtiofsd args = %q, want %q", got, want)
 	}
 	if err := WithVirtiofsdArgs("-o", "sandbox=chroot")(&c); err != nil {
 		t.Fatal(err)
 	}
 	got = strings.Join(virtiofsdArgs(&c, testPaths()), " ")
-	if want := "--socket-path=/w/virtiofs.sock -o source=/share -o cache=auto -o sandbox=chroot"; got != want {
+	if want := "--socket-path=/w/virtiofs.sock -o source=/share -o cache=auto -o xattr -o sandbox=chroot"; got != want {
 		t.Errorf("virtiofsd args = %q, want %q", got, want)
+	}
+	if err := WithXattr(false)(&c); err != nil {
+		t.Fatal(err)
+	}
+	got = strings.Join(virtiofsdArgs(&c, testPaths()), " ")
+	if want := "--socket-path=/w/virtiofs.sock -o source=/share -o cache=auto -o no_xattr -o sandbox=chroot"; got != want {
+		t.Errorf("virtiofsd args without xattrs = %q, want %q", got, want)
 	}
 }
 

@@ -40,6 +40,7 @@ type config struct {
 	sharedDir string
 	tag       string
 	vfsdArgs  []string
+	noXattr   bool // WithXattr(false): virtiofsd without extended attributes
 
 	vsock    VsockListener
 	vsockSet bool // WithVsock given; otherwise the default backend
@@ -172,6 +173,15 @@ func WithSharedDir(dir, tag string) Option {
 // "-o", "sandbox=chroot" where namespaces are not available).
 func WithVirtiofsdArgs(args ...string) Option {
 	return func(c *config) error { c.vfsdArgs = append(c.vfsdArgs, args...); return nil }
+}
+
+// WithXattr turns extended attributes on the shared directory on (the
+// default) or off. With them, user.* attributes, file capabilities
+// (security.capability, setcap) and POSIX ACLs work on container files, as
+// images expect; without them virtiofsd answers every xattr call with
+// EOPNOTSUPP.
+func WithXattr(on bool) Option {
+	return func(c *config) error { c.noXattr = !on; return nil }
 }
 
 // WithVsock sets how the vhost-user-vsock backend is started; nil leaves

@@ -9,7 +9,6 @@ import (
 
 // Options select the variable parts of the default command line.
 type Options struct {
-	FIPS     bool   // append fips=1; when false, GODEBUG=fips140=off for the agent
 	NrCPUs   int    // nr_cpus=: upper bound for hot-plugged vCPUs
 	AgentLog string // agent.log= level
 	Console  string // console device, ttyS0 on q35
@@ -18,13 +17,16 @@ type Options struct {
 
 // Default returns the options used when no flags are given.
 func Default() Options {
-	return Options{FIPS: true, NrCPUs: 8, AgentLog: "info", Console: "ttyS0"}
+	return Options{NrCPUs: 8, AgentLog: "info", Console: "ttyS0"}
 }
 
 // validLevels are the agent.log values the Kata agent accepts.
 var validLevels = map[string]bool{"trace": true, "debug": true, "info": true, "warn": true, "error": true, "critical": true}
 
-// Build returns the command line. It deliberately leaves out Kata's
+// Build returns the command line. It is the same for FIPS and non-FIPS
+// nodes and carries no fips=1: FIPS mode is a property of the node, and the
+// host adds fips=1 where the node runs in FIPS mode (the agent then follows
+// the kernel by itself). It deliberately leaves out Kata's
 // "cryptomgr.notests": skipping the crypto self-tests is incompatible with
 // fips=1.
 func Build(o Options) (string, error) {
@@ -56,15 +58,6 @@ func Build(o Options) (string, error) {
 	)
 	if o.Debug {
 		args = append(args, "agent.debug_console")
-	}
-	if o.FIPS {
-		args = append(args, "fips=1")
-	} else {
-		// The agent is built with Go's FIPS module, which is on by
-		// default, and refuses to serve when the kernel disagrees. The
-		// kernel hands this unknown parameter to PID 1 as an environment
-		// variable, so the agent starts outside FIPS mode too.
-		args = append(args, "GODEBUG=fips140=off")
 	}
 	return strings.Join(args, " "), nil
 }

@@ -70,8 +70,12 @@ type Options struct {
 	Debug       bool   // add busybox and DebugApplets
 	Busybox     string // static busybox for Debug
 	Compression string // Zstd, Gzip or None
-	Output      string
-	Log         *slog.Logger // nil: discard u-root's messages
+	// IPTables adds Debian's iptables-legacy tools with the extensions in
+	// IPTablesExtensions and their shared libraries, taken from HostRoot.
+	IPTables bool
+	HostRoot string // "" means "/"
+	Output   string
+	Log      *slog.Logger // nil: discard u-root's messages
 }
 
 // Result describes the written initramfs.
@@ -115,6 +119,20 @@ func Build(o Options) (Result, error) {
 	}
 	files = append(files, rootfsFiles...)
 	symlinks := map[string]string{}
+	if o.IPTables {
+		root := o.HostRoot
+		if root == "" {
+			root = "/"
+		}
+		ipt, links, err := iptablesFiles(root)
+		if err != nil {
+			return Result{}, err
+		}
+		files = append(files, ipt...)
+		for name, target := range links {
+			symlinks[name] = target
+		}
+	}
 	if o.Debug {
 		if err := checkStatic(o.Busybox); err != nil {
 			return Result{}, fmt.Errorf("busybox: %w", err)
@@ -132,7 +150,10 @@ func Build(o Options) (Result, error) {
 	mods := []uimage.Modifier{
 		uimage.WithBaseArchive(base),
 		uimage.WithFiles(files...),
-		uimage.WithSkipLDD(), // everything is static; ldd would pull in host libraries
+		// Static binaries need no ldd; iptables' libraries are resolved
+		// by our own ELF walk (iptables.go), which also covers the
+		// extensions it loads at run time and which ldd cannot see.
+		uimage.WithSkipLDD(),
 		uimage.WithOutput(out),
 		uimage.WithExistingInit(false),
 	}

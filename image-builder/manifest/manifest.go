@@ -65,13 +65,15 @@ type Initrd struct {
 
 // Manifest is build/guest/manifest.json.
 type Manifest struct {
-	Artifacts        []Artifact `json:"artifacts"`
-	Kernel           Kernel     `json:"kernel"`
-	Initrd           Initrd     `json:"initrd"`
-	Agent            Agent      `json:"agent"`
-	Cmdline          string     `json:"cmdline"`
-	FIPS             bool       `json:"fips"`
-	BuilderGoVersion string     `json:"builder_go_version"`
+	Artifacts []Artifact `json:"artifacts"`
+	Kernel    Kernel     `json:"kernel"`
+	Initrd    Initrd     `json:"initrd"`
+	Agent     Agent      `json:"agent"`
+	Cmdline   string     `json:"cmdline"`
+	// FIPSCapable: the kernel has CRYPTO_FIPS and the agent carries Go's
+	// FIPS module, so the host may boot the image with fips=1.
+	FIPSCapable      bool   `json:"fips_capable"`
+	BuilderGoVersion string `json:"builder_go_version"`
 }
 
 // HashFile returns the artifact entry for path, named by its base name.

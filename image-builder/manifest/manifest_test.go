@@ -89,12 +89,12 @@ func TestWriteAndHash(t *testing.T) {
 		t.Fatalf("HashFile = %+v", a)
 	}
 	out := filepath.Join(dir, "manifest.json")
-	if err := Write(out, Manifest{Artifacts: []Artifact{a}, FIPS: true}); err != nil {
+	if err := Write(out, Manifest{Artifacts: []Artifact{a}, FIPSCapable: true}); err != nil {
 		t.Fatal(err)
 	}
 	var back Manifest
 	data, _ := os.ReadFile(out)
-	if err := json.Unmarshal(data, &back); err != nil || len(back.Artifacts) != 1 || !back.FIPS {
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Artifacts) != 1 || !back.FIPSCapable {
 		t.Fatalf("round trip = %+v, %v", back, err)
 	}
 }

@@ -349,29 +349,6 @@ func (s *suite) testVirtiofsWrite(t *testing.T) {
 	s.remove(t, cid)
 }
 
-func (s *suite) testFIPS(t *testing.T) {
-	t.Run("KernelFipsEnabled", func(t *testing.T) {
-		cid := s.sleeperContainer(t)
-		out, st := s.exec(t, cid, false, "cat", "/proc/sys/crypto/fips_enabled")
-		if st != 0 || strings.TrimSpace(out) != "1" {
-			t.Errorf("fips_enabled = %q (status %d), want 1", out, st)
-		}
-	})
-	t.Run("GuestDetailsReportsFIPS", func(t *testing.T) {
-		r, err := s.cli.Agent.GetGuestDetails(s.rpcCtx(t), &pb.GuestDetailsRequest{MemBlockSize: true})
-		check(t, "GetGuestDetails", err)
-		var fips bool
-		for _, f := range r.GetAgentDetails().GetExtraFeatures() {
-			if f == "fips" {
-				fips = true
-			}
-		}
-		if !fips {
-			t.Errorf(`GetGuestDetails has no "fips" in extra_features: agent details %v`, r.GetAgentDetails())
-		}
-	})
-}
-
 func (s *suite) memTotalKiB(t *testing.T) uint64 {
 	t.Helper()
 	out, st := s.exec(t, s.sleeperContainer(t), false, "cat", "/proc/meminfo")

@@ -109,19 +109,26 @@ func (s *suite) quiesceAgent(t *testing.T) agentFigures {
 }
 
 // settleAgent waits (bounded) until descriptors and goroutines are back
-// to base, then a moment more for memory, and returns the figures.
+// to base, then a moment more for memory, and returns the figures. The
+// moment is longer than the agent's quiet-time trim delay (1 s after the
+// last request), and the figures are read again until settled: a trim
+// running just then is a goroutine of its own for a few milliseconds.
 func (s *suite) settleAgent(t *testing.T, base agentFigures) agentFigures {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		f := s.agentFigures(t)
-		if (f.fds <= base.fds && f.goroutines <= base.goroutines) || time.Now().After(deadline) {
-			break
+	settled := func(f agentFigures) bool { return f.fds <= base.fds && f.goroutines <= base.goroutines }
+	wait := func(limit time.Duration) agentFigures {
+		deadline := time.Now().Add(limit)
+		for {
+			f := s.agentFigures(t)
+			if settled(f) || time.Now().After(deadline) {
+				return f
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
-		time.Sleep(250 * time.Millisecond)
 	}
-	time.Sleep(time.Second)
-	return s.agentFigures(t)
+	wait(30 * time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	return wait(5 * time.Second)
 }
 
 // checkRounds runs round twice and checks the agent's figures after each

@@ -66,9 +66,14 @@ func run() int {
 
 	boot.mark("config")
 	// As PID 1 on its first start this moves to a root that allows
-	// pivot_root and re-executes the agent: it does not return then.
+	// pivot_root and re-executes the agent: it does not return then. The
+	// re-executed agent's Go FIPS mode follows the kernel's.
 	boot.handOn()
-	if err := initsys.Setup(initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log, FlushLog: flushLog}); err != nil {
+	setup := initsys.Options{IsInit: isInit, UnifiedCgroups: cfg.UnifiedCgroups, Log: log, FlushLog: flushLog}
+	if isInit {
+		setup.ReexecEnv, setup.Reexec = pid1Env(log)
+	}
+	if err := initsys.Setup(setup); err != nil {
 		log.Error("system setup", "error", err)
 	}
 
@@ -168,4 +173,30 @@ func serveLogPort(ctx context.Context, port uint32, sw *logging.Switch) error {
 		}
 	}()
 	return nil
+}
+
+// defaultPath is PID 1's PATH when the kernel gives none (it never does):
+// the agent finds the image's iptables-save/-restore through it.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// pid1Env returns the environment the agent re-executes itself with as PID
+// 1, and whether it must re-execute even when its root needs no move: a
+// PATH, and the GODEBUG that puts Go's cryptography in the kernel's FIPS
+// mode. Without a readable kernel mode nothing changes, and the FIPS check
+// after the re-exec refuses to serve.
+func pid1Env(log *slog.Logger) (env []string, reexec bool) {
+	if os.Getenv("PATH") == "" {
+		env = append(env, "PATH="+defaultPath)
+		_ = os.Setenv("PATH", defaultPath)
+	}
+	if os.Getenv(initsys.EnvNewRoot) != "" {
+		return env, false
+	}
+	st, err := fips.Read("/proc")
+	if err != nil {
+		log.Warn("kernel FIPS mode unknown; Go FIPS mode left as built", "error", err)
+		return env, false
+	}
+	godebug, reexec := fips.Follow(os.Getenv("GODEBUG"), st)
+	return append(env, "GODEBUG="+godebug), reexec
 }

@@ -25,7 +25,6 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 	f.register(fs)
 	outDir := fs.String("out-dir", "build/guest", "output directory")
 	requirements := fs.String("requirements", "agent/kernel-requirements.txt", "kernel options the agent needs, checked against the final config (empty: skip)")
-	fips := fs.Bool("fips", true, "put fips=1 on the default kernel command line")
 	nrCPUs := fs.Int("nr-cpus", cmdline.Default().NrCPUs, "nr_cpus= on the default command line")
 	agentLog := fs.String("agent-log", cmdline.Default().AgentLog, "agent.log= on the default command line")
 	agentVersion := fs.String("agent-version", "", "agent version for the manifest (default: from the binary's build information)")
@@ -53,6 +52,11 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 		}
 		if opt != "" && vc.cfg.Value(opt) != "y" {
 			return "", fmt.Errorf("initrd compression %s needs %s=y in the kernel config", f.compression, opt)
+		}
+		if f.iptables {
+			if err := initrd.CheckIPTablesKernel(vc.cfg.Value); err != nil {
+				return "", err
+			}
 		}
 		if *requirements == "" {
 			return "requirements check skipped", nil
@@ -93,8 +97,8 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 		if *agentVersion != "" {
 			agent.Version = *agentVersion
 		}
-		if *fips && agent.GOFIPS140 == "" {
-			log.Warn("fips=1 on the command line but the agent was built without GOFIPS140; it will refuse to serve", "agent", f.agent)
+		if agent.GOFIPS140 == "" {
+			log.Warn("the agent was built without GOFIPS140: the image cannot serve FIPS nodes (fips=1)", "agent", f.agent)
 		}
 		return fmt.Sprintf("%s %s, %s, GOFIPS140=%q, %d modules", agent.Path, agent.Version, agent.GoVersion, agent.GOFIPS140, len(agent.Modules)), nil
 	})
@@ -114,7 +118,7 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 			return "", err
 		}
 		o := cmdline.Default()
-		o.FIPS, o.NrCPUs, o.AgentLog, o.Debug = *fips, *nrCPUs, *agentLog, f.debug
+		o.NrCPUs, o.AgentLog, o.Debug = *nrCPUs, *agentLog, f.debug
 		line, err := cmdline.Build(o)
 		if err != nil {
 			return "", err
@@ -128,7 +132,7 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 			Initrd:           manifest.Initrd{Compression: res.Compression, Debug: f.debug, CPIOSize: res.CPIOSize},
 			Agent:            agent,
 			Cmdline:          line,
-			FIPS:             *fips,
+			FIPSCapable:      vc.cfg.Value("CONFIG_CRYPTO_FIPS") == "y" && agent.GOFIPS140 != "",
 			BuilderGoVersion: runtime.Version(),
 		}
 		for _, n := range []string{"vmlinuz", "initrd.img", "kernel.config", "cmdline"} {

@@ -16,6 +16,7 @@ type initrdFlags struct {
 	debug       bool
 	busybox     string
 	compression string
+	iptables    bool
 }
 
 func (f *initrdFlags) register(fs *flag.FlagSet) {
@@ -24,6 +25,7 @@ func (f *initrdFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.debug, "debug", false, "add busybox with a shell and core tools for the debug console")
 	fs.StringVar(&f.busybox, "busybox", "/bin/busybox", "static busybox for --debug (Debian busybox-static)")
 	fs.StringVar(&f.compression, "compression", initrd.Zstd, "zstd, gzip or none")
+	fs.BoolVar(&f.iptables, "iptables", true, "add Debian's iptables-legacy tools (package iptables) and their libraries for GetIPTables/SetIPTables")
 }
 
 func buildInitrd(f *initrdFlags, out string, p *progress, log *slog.Logger) (initrd.Result, error) {
@@ -34,7 +36,7 @@ func buildInitrd(f *initrdFlags, out string, p *progress, log *slog.Logger) (ini
 		}
 		var err error
 		res, err = initrd.Build(initrd.Options{Agent: f.agent, RootfsDir: f.rootfs, Debug: f.debug,
-			Busybox: f.busybox, Compression: f.compression, Output: out, Log: log})
+			Busybox: f.busybox, Compression: f.compression, IPTables: f.iptables, Output: out, Log: log})
 		if err != nil {
 			return "", err
 		}
