@@ -60,136 +60,173 @@ func (p *kparser) parseFile(name string, outer []block, depth int) error {
 	if err != nil {
 		return fmt.Errorf("read kconfig: %w", err)
 	}
-	stack := append([]block(nil), outer...)
-	var entry *Definition
-	var entryName string
-	inHelp := false
-	helpIndent := -1
-	// headerOpen is set between a menu or choice line and its first entry:
-	// "depends on" lines there belong to the block, not to an entry.
-	headerOpen := false
-
-	flush := func() {
-		if entry != nil {
-			for _, b := range stack {
-				entry.DependsOn = append(entry.DependsOn, b.deps...)
-			}
-			p.deps.Symbols[entryName] = append(p.deps.Symbols[entryName], *entry)
-			entry = nil
-		}
-	}
-
+	f := &fileParser{p: p, name: name, depth: depth, outer: len(outer), stack: append([]block(nil), outer...)}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	lineNo := 0
-	pending := ""
 	for sc.Scan() {
-		lineNo++
-		raw := sc.Text()
-		if inHelp {
-			trimmed := strings.TrimSpace(raw)
-			ind := indentOf(raw)
-			if trimmed == "" {
-				continue
-			}
-			if helpIndent < 0 {
-				helpIndent = ind
-				continue
-			}
-			if ind >= helpIndent {
-				continue
-			}
-			inHelp = false
-		}
-		if strings.HasSuffix(raw, "\\") {
-			pending += strings.TrimSuffix(raw, "\\") + " "
+		f.lineNo++
+		text, ok := f.logicalLine(sc.Text())
+		if !ok {
 			continue
 		}
-		text := strings.TrimSpace(pending + raw)
-		pending = ""
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		kw, rest, _ := strings.Cut(text, " ")
-		if i := strings.IndexByte(kw, '\t'); i >= 0 {
-			kw, rest = kw[:i], kw[i+1:]+" "+rest
-		}
-		rest = strings.TrimSpace(rest)
-		switch kw {
-		case "config", "menuconfig":
-			flush()
-			headerOpen = false
-			entryName = rest
-			entry = &Definition{File: name, Line: lineNo}
-		case "depends":
-			expr := strings.TrimSpace(strings.TrimPrefix(rest, "on"))
-			expr = stripComment(expr)
-			switch {
-			case entry != nil:
-				entry.DependsOn = append(entry.DependsOn, expr)
-			case headerOpen && len(stack) > 0:
-				stack[len(stack)-1].deps = append(stack[len(stack)-1].deps, expr)
-			}
-		case "help", "---help---":
-			inHelp = true
-			helpIndent = -1
-		case "if":
-			flush()
-			headerOpen = false
-			stack = append(stack, block{kind: "if", deps: []string{stripComment(rest)}})
-		case "menu", "choice":
-			flush()
-			stack = append(stack, block{kind: kw})
-			headerOpen = true
-		case "endif", "endmenu", "endchoice":
-			flush()
-			headerOpen = false
-			want := map[string]string{"endif": "if", "endmenu": "menu", "endchoice": "choice"}[kw]
-			if len(stack) <= len(outer) || stack[len(stack)-1].kind != want {
-				return fmt.Errorf("kconfig %s:%d: %w: unbalanced %s", name, lineNo, ErrSyntax, kw)
-			}
-			stack = stack[:len(stack)-1]
-		case "source", "rsource", "osource", "orsource":
-			flush()
-			headerOpen = false
-			target := strings.Trim(stripComment(rest), `"`)
-			target = varRef.ReplaceAllStringFunc(target, func(v string) string {
-				return p.vars[varRef.FindStringSubmatch(v)[1]]
-			})
-			if strings.HasPrefix(kw, "r") || strings.HasPrefix(kw, "or") {
-				target = path.Join(path.Dir(name), target)
-			}
-			matches := []string{target}
-			if strings.ContainsAny(target, "*?[") {
-				m, err := fs.Glob(p.fsys, target)
-				if err != nil {
-					return fmt.Errorf("kconfig %s:%d: glob %q: %w", name, lineNo, target, err)
-				}
-				matches = m
-			}
-			for _, t := range matches {
-				err := p.parseFile(t, stack, depth+1)
-				if err != nil && strings.HasPrefix(kw, "o") && errors.Is(err, fs.ErrNotExist) {
-					continue
-				}
-				if err != nil {
-					return fmt.Errorf("%s:%d: %w", name, lineNo, err)
-				}
-			}
-		case "comment", "mainmenu":
-			flush()
-			headerOpen = false
-		default:
-			// Attributes (bool, select, default, prompt, visible, ...) need
-			// nothing here; they belong to the current entry or header.
+		if err := f.statement(text); err != nil {
+			return err
 		}
 	}
-	flush()
+	f.flush()
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read kconfig %s: %w", name, err)
 	}
-	if len(stack) != len(outer) {
-		return fmt.Errorf("kconfig %s: %w: %d unclosed if/menu/choice block(s)", name, ErrSyntax, len(stack)-len(outer))
+	if len(f.stack) != len(outer) {
+		return fmt.Errorf("kconfig %s: %w: %d unclosed if/menu/choice block(s)", name, ErrSyntax, len(f.stack)-len(outer))
+	}
+	return nil
+}
+
+// fileParser is the state of parsing one Kconfig file: the open blocks,
+// the entry being read and where the line is (help text, continuation).
+type fileParser struct {
+	p      *kparser
+	name   string
+	depth  int
+	outer  int // blocks opened by the files that sourced this one
+	stack  []block
+	lineNo int
+
+	entry     *Definition
+	entryName string
+
+	inHelp     bool
+	helpIndent int
+	pending    string // a line continued with a backslash
+	// headerOpen is set between a menu or choice line and its first entry:
+	// "depends on" lines there belong to the block, not to an entry.
+	headerOpen bool
+}
+
+// flush records the entry being read, with the conditions of its blocks.
+func (f *fileParser) flush() {
+	if f.entry == nil {
+		return
+	}
+	for _, b := range f.stack {
+		f.entry.DependsOn = append(f.entry.DependsOn, b.deps...)
+	}
+	f.p.deps.Symbols[f.entryName] = append(f.p.deps.Symbols[f.entryName], *f.entry)
+	f.entry = nil
+}
+
+// logicalLine skips help text, joins continued lines and drops blank and
+// comment lines; ok is false when raw completes no statement.
+func (f *fileParser) logicalLine(raw string) (text string, ok bool) {
+	if f.inHelp {
+		trimmed := strings.TrimSpace(raw)
+		ind := indentOf(raw)
+		if trimmed == "" {
+			return "", false
+		}
+		if f.helpIndent < 0 {
+			f.helpIndent = ind
+			return "", false
+		}
+		if ind >= f.helpIndent {
+			return "", false
+		}
+		f.inHelp = false
+	}
+	if strings.HasSuffix(raw, "\\") {
+		f.pending += strings.TrimSuffix(raw, "\\") + " "
+		return "", false
+	}
+	text = strings.TrimSpace(f.pending + raw)
+	f.pending = ""
+	if text == "" || strings.HasPrefix(text, "#") {
+		return "", false
+	}
+	return text, true
+}
+
+// statement handles one logical line by its keyword.
+func (f *fileParser) statement(text string) error {
+	kw, rest, _ := strings.Cut(text, " ")
+	if i := strings.IndexByte(kw, '\t'); i >= 0 {
+		kw, rest = kw[:i], kw[i+1:]+" "+rest
+	}
+	rest = strings.TrimSpace(rest)
+	switch kw {
+	case "config", "menuconfig":
+		f.flush()
+		f.headerOpen = false
+		f.entryName = rest
+		f.entry = &Definition{File: f.name, Line: f.lineNo}
+	case "depends":
+		expr := stripComment(strings.TrimSpace(strings.TrimPrefix(rest, "on")))
+		switch {
+		case f.entry != nil:
+			f.entry.DependsOn = append(f.entry.DependsOn, expr)
+		case f.headerOpen && len(f.stack) > 0:
+			f.stack[len(f.stack)-1].deps = append(f.stack[len(f.stack)-1].deps, expr)
+		}
+	case "help", "---help---":
+		f.inHelp = true
+		f.helpIndent = -1
+	case "if":
+		f.flush()
+		f.headerOpen = false
+		f.stack = append(f.stack, block{kind: "if", deps: []string{stripComment(rest)}})
+	case "menu", "choice":
+		f.flush()
+		f.stack = append(f.stack, block{kind: kw})
+		f.headerOpen = true
+	case "endif", "endmenu", "endchoice":
+		f.flush()
+		f.headerOpen = false
+		want := map[string]string{"endif": "if", "endmenu": "menu", "endchoice": "choice"}[kw]
+		if len(f.stack) <= f.outer || f.stack[len(f.stack)-1].kind != want {
+			return fmt.Errorf("kconfig %s:%d: %w: unbalanced %s", f.name, f.lineNo, ErrSyntax, kw)
+		}
+		f.stack = f.stack[:len(f.stack)-1]
+	case "source", "rsource", "osource", "orsource":
+		f.flush()
+		f.headerOpen = false
+		return f.source(kw, rest)
+	case "comment", "mainmenu":
+		f.flush()
+		f.headerOpen = false
+	default:
+		// Attributes (bool, select, default, prompt, visible, ...) need
+		// nothing here; they belong to the current entry or header.
+	}
+	return nil
+}
+
+// source parses the files a source statement names (relative for the r
+// forms, optional for the o forms, globs expanded), inside the open blocks.
+func (f *fileParser) source(kw, rest string) error {
+	p := f.p
+	target := strings.Trim(stripComment(rest), `"`)
+	target = varRef.ReplaceAllStringFunc(target, func(v string) string {
+		return p.vars[varRef.FindStringSubmatch(v)[1]]
+	})
+	if strings.HasPrefix(kw, "r") || strings.HasPrefix(kw, "or") {
+		target = path.Join(path.Dir(f.name), target)
+	}
+	matches := []string{target}
+	if strings.ContainsAny(target, "*?[") {
+		m, err := fs.Glob(p.fsys, target)
+		if err != nil {
+			return fmt.Errorf("kconfig %s:%d: glob %q: %w", f.name, f.lineNo, target, err)
+		}
+		matches = m
+	}
+	for _, t := range matches {
+		err := p.parseFile(t, f.stack, f.depth+1)
+		if err != nil && strings.HasPrefix(kw, "o") && errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", f.name, f.lineNo, err)
+		}
 	}
 	return nil
 }

@@ -14,138 +14,91 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/image-builder/cmdline"
 	"github.com/sandbox-guest/sandbox-guest/image-builder/initrd"
 	"github.com/sandbox-guest/sandbox-guest/image-builder/kconfig"
+	"github.com/sandbox-guest/sandbox-guest/image-builder/kernel"
 	"github.com/sandbox-guest/sandbox-guest/image-builder/manifest"
 )
 
-func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger) error {
+// imageFlags are the flags of the image command.
+type imageFlags struct {
+	src          sourceFlags
+	initrd       initrdFlags
+	outDir       string
+	requirements string
+	nrCPUs       int
+	agentLog     string
+	agentVersion string
+	jobs         int
+	verbose      bool
+}
+
+func parseImageFlags(args []string) (*imageFlags, error) {
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
-	var s sourceFlags
-	s.register(fs)
-	var f initrdFlags
-	f.register(fs)
-	outDir := fs.String("out-dir", "build/guest", "output directory")
-	requirements := fs.String("requirements", "agent/kernel-requirements.txt", "kernel options the agent needs, checked against the final config (empty: skip)")
-	nrCPUs := fs.Int("nr-cpus", cmdline.Default().NrCPUs, "nr_cpus= on the default command line")
-	agentLog := fs.String("agent-log", cmdline.Default().AgentLog, "agent.log= on the default command line")
-	agentVersion := fs.String("agent-version", "", "agent version for the manifest (default: from the binary's build information)")
-	jobs := fs.Int("jobs", 2, "make -j for the kernel build")
-	verbose := fs.Bool("v", false, "show make's output")
+	o := &imageFlags{}
+	o.src.register(fs)
+	o.initrd.register(fs)
+	fs.StringVar(&o.outDir, "out-dir", "build/guest", "output directory")
+	fs.StringVar(&o.requirements, "requirements", "agent/kernel-requirements.txt", "kernel options the agent needs, checked against the final config (empty: skip)")
+	fs.IntVar(&o.nrCPUs, "nr-cpus", cmdline.Default().NrCPUs, "nr_cpus= on the default command line")
+	fs.StringVar(&o.agentLog, "agent-log", cmdline.Default().AgentLog, "agent.log= on the default command line")
+	fs.StringVar(&o.agentVersion, "agent-version", "", "agent version for the manifest (default: from the binary's build information)")
+	fs.IntVar(&o.jobs, "jobs", 2, "make -j for the kernel build")
+	fs.BoolVar(&o.verbose, "v", false, "show make's output")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v", fs.Args())
+		return nil, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
+	return o, nil
+}
 
-	src, err := resolveSource(ctx, &s, p)
+// cmdImage builds the kernel (cached), the initrd, the default command
+// line and the manifest into the output directory.
+func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger) error {
+	o, err := parseImageFlags(args)
 	if err != nil {
 		return err
 	}
-	vc, err := makeConfig(ctx, &s, src, p, log)
+	src, err := resolveSource(ctx, &o.src, p)
+	if err != nil {
+		return err
+	}
+	vc, err := makeConfig(ctx, &o.src, src, p, log)
 	if err != nil {
 		return err
 	}
 	err = p.step("kernel requirements of the agent and the initrd", func() (string, error) {
-		opt, err := initrd.KernelOption(f.compression)
-		if err != nil {
-			return "", err
-		}
-		if opt != "" && vc.cfg.Value(opt) != "y" {
-			return "", fmt.Errorf("initrd compression %s needs %s=y in the kernel config", f.compression, opt)
-		}
-		if f.iptables {
-			if err := initrd.CheckIPTablesKernel(vc.cfg.Value); err != nil {
-				return "", err
-			}
-		}
-		if *requirements == "" {
-			return "requirements check skipped", nil
-		}
-		rf, err := os.Open(*requirements)
-		if err != nil {
-			return "", fmt.Errorf("requirements: %w", err)
-		}
-		defer rf.Close()
-		reqs, err := kconfig.ParseRequirements(rf)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", *requirements, err)
-		}
-		if err := kconfig.CheckRequirements(reqs, vc.cfg); err != nil {
-			return "", fmt.Errorf("%s: %w", *requirements, err)
-		}
-		return fmt.Sprintf("%d requirements from %s met", len(reqs), *requirements), nil
+		return checkKernelRequirements(vc.cfg, &o.initrd, o.requirements)
 	})
 	if err != nil {
 		return err
 	}
-	kern, err := buildKernel(ctx, &s, src, vc, *jobs, *verbose, p)
+	kern, err := buildKernel(ctx, &o.src, src, vc, o.jobs, o.verbose, p)
 	if err != nil {
 		return err
 	}
-
-	paths := map[string]string{}
-	for _, n := range []string{"vmlinuz", "initrd.img", "kernel.config", "cmdline", "manifest.json"} {
-		paths[n] = filepath.Join(*outDir, n)
-	}
 	var agent manifest.Agent
 	err = p.step("agent build information", func() (string, error) {
-		var err error
-		agent, err = manifest.ReadAgent(f.agent)
+		agent, err = readAgent(o, log)
 		if err != nil {
 			return "", err
-		}
-		if *agentVersion != "" {
-			agent.Version = *agentVersion
-		}
-		if agent.GOFIPS140 == "" {
-			log.Warn("the agent was built without GOFIPS140: the image cannot serve FIPS nodes (fips=1)", "agent", f.agent)
 		}
 		return fmt.Sprintf("%s %s, %s, GOFIPS140=%q, %d modules", agent.Path, agent.Version, agent.GoVersion, agent.GOFIPS140, len(agent.Modules)), nil
 	})
 	if err != nil {
 		return err
 	}
-	res, err := buildInitrd(&f, paths["initrd.img"], p, log)
+	res, err := buildInitrd(&o.initrd, filepath.Join(o.outDir, "initrd.img"), p, log)
 	if err != nil {
 		return err
 	}
 	var m manifest.Manifest
 	err = p.step("kernel, config, command line and manifest", func() (string, error) {
-		if err := copyFile(kern.BzImage, paths["vmlinuz"]); err != nil {
-			return "", err
-		}
-		if err := writeFile(paths["kernel.config"], vc.data); err != nil {
-			return "", err
-		}
-		o := cmdline.Default()
-		o.NrCPUs, o.AgentLog, o.Debug = *nrCPUs, *agentLog, f.debug
-		line, err := cmdline.Build(o)
+		m, err = writeImage(ctx, o, src, vc, kern, agent, res)
 		if err != nil {
 			return "", err
 		}
-		if err := writeFile(paths["cmdline"], []byte(line+"\n")); err != nil {
-			return "", err
-		}
-		m = manifest.Manifest{
-			Kernel: manifest.Kernel{Version: src.version.String(), Series: src.version.Series(),
-				Source: filepath.Base(s.tarball), Package: debianPackage(ctx, s.tarball), ConfigHash: kern.ConfigHash},
-			Initrd:           manifest.Initrd{Compression: res.Compression, Debug: f.debug, CPIOSize: res.CPIOSize},
-			Agent:            agent,
-			Cmdline:          line,
-			FIPSCapable:      vc.cfg.Value("CONFIG_CRYPTO_FIPS") == "y" && agent.GOFIPS140 != "",
-			BuilderGoVersion: runtime.Version(),
-		}
-		for _, n := range []string{"vmlinuz", "initrd.img", "kernel.config", "cmdline"} {
-			a, err := manifest.HashFile(paths[n])
-			if err != nil {
-				return "", err
-			}
-			m.Artifacts = append(m.Artifacts, a)
-		}
-		if err := manifest.Write(paths["manifest.json"], m); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("wrote %s", *outDir), nil
+		return fmt.Sprintf("wrote %s", o.outDir), nil
 	})
 	if err != nil {
 		return err
@@ -155,6 +108,97 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 	}
 	p.total()
 	return nil
+}
+
+// checkKernelRequirements checks the final kernel config against what the
+// initrd (its compression, iptables) and the agent (requirements file)
+// need.
+func checkKernelRequirements(cfg kconfig.Config, f *initrdFlags, requirements string) (string, error) {
+	opt, err := initrd.KernelOption(f.compression)
+	if err != nil {
+		return "", err
+	}
+	if opt != "" && cfg.Value(opt) != "y" {
+		return "", fmt.Errorf("initrd compression %s needs %s=y in the kernel config", f.compression, opt)
+	}
+	if f.iptables {
+		if err := initrd.CheckIPTablesKernel(cfg.Value); err != nil {
+			return "", err
+		}
+	}
+	if requirements == "" {
+		return "requirements check skipped", nil
+	}
+	rf, err := os.Open(requirements)
+	if err != nil {
+		return "", fmt.Errorf("requirements: %w", err)
+	}
+	defer rf.Close()
+	reqs, err := kconfig.ParseRequirements(rf)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", requirements, err)
+	}
+	if err := kconfig.CheckRequirements(reqs, cfg); err != nil {
+		return "", fmt.Errorf("%s: %w", requirements, err)
+	}
+	return fmt.Sprintf("%d requirements from %s met", len(reqs), requirements), nil
+}
+
+// readAgent reads the agent binary's build information for the manifest.
+func readAgent(o *imageFlags, log *slog.Logger) (manifest.Agent, error) {
+	agent, err := manifest.ReadAgent(o.initrd.agent)
+	if err != nil {
+		return agent, err
+	}
+	if o.agentVersion != "" {
+		agent.Version = o.agentVersion
+	}
+	if agent.GOFIPS140 == "" {
+		log.Warn("the agent was built without GOFIPS140: the image cannot serve FIPS nodes (fips=1)", "agent", o.initrd.agent)
+	}
+	return agent, nil
+}
+
+// writeImage writes the kernel, its config, the default command line and
+// the manifest (with every artifact's hash) next to the initrd.
+func writeImage(ctx context.Context, o *imageFlags, src source, vc verifiedConfig, kern kernel.Artifact, agent manifest.Agent, res initrd.Result) (manifest.Manifest, error) {
+	paths := map[string]string{}
+	for _, n := range []string{"vmlinuz", "initrd.img", "kernel.config", "cmdline", "manifest.json"} {
+		paths[n] = filepath.Join(o.outDir, n)
+	}
+	var m manifest.Manifest
+	if err := copyFile(kern.BzImage, paths["vmlinuz"]); err != nil {
+		return m, err
+	}
+	if err := writeFile(paths["kernel.config"], vc.data); err != nil {
+		return m, err
+	}
+	c := cmdline.Default()
+	c.NrCPUs, c.AgentLog, c.Debug = o.nrCPUs, o.agentLog, o.initrd.debug
+	line, err := cmdline.Build(c)
+	if err != nil {
+		return m, err
+	}
+	if err := writeFile(paths["cmdline"], []byte(line+"\n")); err != nil {
+		return m, err
+	}
+	m = manifest.Manifest{
+		Kernel: manifest.Kernel{Version: src.version.String(), Series: src.version.Series(),
+			Source: filepath.Base(o.src.tarball), Package: debianPackage(ctx, o.src.tarball), ConfigHash: kern.ConfigHash},
+		Initrd:           manifest.Initrd{Compression: res.Compression, Debug: o.initrd.debug, CPIOSize: res.CPIOSize},
+		Agent:            agent,
+		Cmdline:          line,
+		FIPSCapable:      vc.cfg.Value("CONFIG_CRYPTO_FIPS") == "y" && agent.GOFIPS140 != "",
+		BuilderGoVersion: runtime.Version(),
+	}
+	for _, n := range []string{"vmlinuz", "initrd.img", "kernel.config", "cmdline"} {
+		a, err := manifest.HashFile(paths[n])
+		if err != nil {
+			return m, err
+		}
+		m.Artifacts = append(m.Artifacts, a)
+	}
+	return m, manifest.Write(paths["manifest.json"], m)
 }
 
 // debianPackage names the Debian package (with version) that installed
