@@ -42,27 +42,11 @@ func main() {
 func run() int {
 	isInit := os.Getpid() == 1
 	boot := newBootSteps()
-	if isInit {
-		// The command line is in /proc, which PID 1 has to mount first.
-		if err := initsys.MountKernelFilesystems(nil); err != nil {
-			fmt.Fprintln(os.Stderr, "kata-agent:", err)
-		}
-	}
-
-	cmdline, _ := os.ReadFile("/proc/cmdline")
-	cfg, cfgErrs := config.Parse(string(cmdline))
-	cfgErrs = append(cfgErrs, cfg.ApplyEnv(os.Getenv)...)
-
-	logSwitch := logging.NewSwitch(os.Stderr)
+	cfg, logSwitch, log := configure(isInit)
 	// Log lines are queued; write out what is left when the agent exits,
 	// re-executes or powers off (bounded: the destination may be stuck).
 	flushLog := func() { logSwitch.Flush(logFlushTimeout) }
 	defer flushLog()
-	log := logging.New(logSwitch, cfg.LogLevel)
-	slog.SetDefault(log)
-	for _, err := range cfgErrs {
-		log.Warn("configuration", "error", err)
-	}
 
 	boot.mark("config")
 	// As PID 1 on its first start this moves to a root that allows
@@ -121,13 +105,7 @@ func run() int {
 
 	if !isInit {
 		// PID 1 ignores these signals by default; a daemon stops cleanly.
-		sigs := make(chan os.Signal, 1)
-		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-		go func() {
-			s := <-sigs
-			log.Info("stopping", "signal", s.String())
-			cancel()
-		}()
+		stopOnSignal(cancel, log)
 	}
 
 	if err := initsys.StartDebugConsole(ctx, initsys.ConsoleOptions{
@@ -150,6 +128,39 @@ func run() int {
 		}
 	}
 	return 0
+}
+
+// configure reads the kernel command line and the environment (as PID 1
+// after mounting /proc, where the command line is) and sets up logging;
+// configuration errors are logged as warnings.
+func configure(isInit bool) (config.Config, *logging.Switch, *slog.Logger) {
+	if isInit {
+		if err := initsys.MountKernelFilesystems(nil); err != nil {
+			fmt.Fprintln(os.Stderr, "kata-agent:", err)
+		}
+	}
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	cfg, cfgErrs := config.Parse(string(cmdline))
+	cfgErrs = append(cfgErrs, cfg.ApplyEnv(os.Getenv)...)
+
+	logSwitch := logging.NewSwitch(os.Stderr)
+	log := logging.New(logSwitch, cfg.LogLevel)
+	slog.SetDefault(log)
+	for _, err := range cfgErrs {
+		log.Warn("configuration", "error", err)
+	}
+	return cfg, logSwitch, log
+}
+
+// stopOnSignal calls cancel on SIGTERM or SIGINT.
+func stopOnSignal(cancel func(), log *slog.Logger) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s := <-sigs
+		log.Info("stopping", "signal", s.String())
+		cancel()
+	}()
 }
 
 // serveLogPort attaches each host connection on the vsock log port to the
