@@ -29,7 +29,6 @@ import (
 
 // Agent is the assembled agent: its server and the parts it serves.
 type Agent struct {
-	log     *slog.Logger
 	server  *server.Server
 	sandbox *sandbox.Sandbox
 	network *network.Manager
@@ -49,7 +48,7 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{log: log}
+	a := &Agent{}
 	mark := s.mark
 	if mark == nil {
 		mark = func(string) {}
