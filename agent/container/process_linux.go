@@ -376,7 +376,7 @@ func (s *stdioPair) closeChild() {
 }
 
 // setupPipes creates the stdio pipes for a process without a terminal.
-func setupPipes(p *Process, lp *libcontainer.Process) (*stdioPair, error) {
+func setupPipes(p *Process, lp *libcontainer.Process, st Streams) (*stdioPair, error) {
 	sp := &stdioPair{}
 	fail := func(err error) (*stdioPair, error) {
 		sp.closeChild()
@@ -387,24 +387,38 @@ func setupPipes(p *Process, lp *libcontainer.Process) (*stdioPair, error) {
 		}
 		return nil, fmt.Errorf("create stdio pipes: %w", err)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fail(err)
+	// A stream socket is the process's fd itself; the agent keeps no end
+	// of it, so ReadStdout/WriteStdin on that stream see EOF/closed.
+	if st.Stdin != nil {
+		lp.Stdin = st.Stdin
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		lp.Stdin, p.stdin = r, w
+		sp.child = append(sp.child, r)
 	}
-	lp.Stdin, p.stdin = r, w
-	sp.child = append(sp.child, r)
-	r, w, err = os.Pipe()
-	if err != nil {
-		return fail(err)
+	if st.Stdout != nil {
+		lp.Stdout = st.Stdout
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		lp.Stdout, p.stdout = w, r
+		sp.child = append(sp.child, w)
 	}
-	lp.Stdout, p.stdout = w, r
-	sp.child = append(sp.child, w)
-	r, w, err = os.Pipe()
-	if err != nil {
-		return fail(err)
+	if st.Stderr != nil {
+		lp.Stderr = st.Stderr
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		lp.Stderr, p.stderr = w, r
+		sp.child = append(sp.child, w)
 	}
-	lp.Stderr, p.stderr = w, r
-	sp.child = append(sp.child, w)
 	return sp, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/hotplug"
 	"github.com/sandbox-guest/sandbox-guest/agent/metrics"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
@@ -45,6 +46,9 @@ type Options struct {
 	// connection and Serve returns; as PID 1, main then syncs and powers
 	// off.
 	StopAfterDestroy bool
+	// Streams hands out stream-port connections (agent.passfd_listener_port);
+	// nil refuses requests that name stream ports.
+	Streams *container.StreamBroker
 
 	// Hotplug onlines CPUs and memory and reports memory hot-plug details;
 	// nil answers OnlineCPUMem and MemHotplugByProbe NotImplemented.
