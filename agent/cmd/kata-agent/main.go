@@ -157,7 +157,9 @@ func run() int {
 		defer followHotplug(uevents, onliner, log)()
 	}
 	boot.mark("follow-hotplug")
+	streams := listenStreams(ctx, cfg.PassfdListenerPort, log)
 	srv, err := server.New(server.Options{
+		Streams: streams,
 		Log:     log,
 		Storage: storages,
 		Network: nw,
@@ -212,6 +214,21 @@ func run() int {
 		}
 	}
 	return 0
+}
+
+// listenStreams opens the stream-port listener when configured; without
+// it (nil) requests naming stream ports are refused.
+func listenStreams(ctx context.Context, port uint32, log *slog.Logger) *container.StreamBroker {
+	if port == 0 {
+		return nil
+	}
+	l, err := vsock.ListenContextID(0xFFFFFFFF, port, nil)
+	if err != nil {
+		log.Warn("stream port listener unavailable; stream ports refused", "port", port, "error", err)
+		return nil
+	}
+	context.AfterFunc(ctx, func() { l.Close() })
+	return container.NewStreamBroker(l)
 }
 
 // serveLogPort attaches each host connection on the vsock log port to the
