@@ -97,3 +97,37 @@ func (s *suite) testStreamPorts(t *testing.T) {
 		t.Errorf("CreateContainer naming an unconnected port: %v, want an error naming the stream port", err)
 	}
 }
+
+// streamPortRate is the bench's stream-port row: a container writes
+// streamBytes to a stdout stream-port connection that the host reads to
+// EOF, through the same hybrid vsock backend as the raw-vsock row.
+func (s *suite) streamPortRate(tb testing.TB) float64 {
+	ctx := s.benchCtx(tb)
+	const cid = "bench-streamport"
+	ports, err := agentclient.DialStreams(ctx, s.vm.AgentAddress(agentPort), streamListenerPort, false, true, false)
+	if err != nil {
+		tb.Fatalf("dial stream port: %v", err)
+	}
+	defer ports.Close()
+	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, cid), s.bb); err != nil {
+		tb.Fatal(err)
+	}
+	_, err = s.cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
+		ContainerId: cid, ExecId: cid, StdoutPort: ports.StdoutPort,
+		OCI: fixture.Spec(sandboxID, cid, []string{"head", "-c", strconv.Itoa(streamBytes), "/dev/zero"}),
+	})
+	check(tb, "CreateContainer", err)
+	_, err = s.cli.Agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: cid})
+	check(tb, "StartContainer", err)
+	start := time.Now()
+	n, err := io.Copy(io.Discard, ports.Stdout)
+	d := time.Since(start)
+	if err != nil || n != streamBytes {
+		tb.Fatalf("stream port stdout: %d bytes, %v; want %d", n, err, streamBytes)
+	}
+	if st := s.wait(tb, cid, cid); st != 0 {
+		tb.Fatalf("stream-port container exited %d", st)
+	}
+	s.remove(tb, cid)
+	return float64(n) / d.Seconds() / 1e6
+}
