@@ -295,7 +295,7 @@ func BenchmarkBudgets(b *testing.B) {
 	rows = append(rows, benchRow{
 		what: "container stdout via a stream port", ours: fmt.Sprintf("%.1f MB/s", spRate),
 		anchor: fmt.Sprintf("%.1f MB/s raw vsock", raw), ratio: fmt.Sprintf("%.3fx", spRate/raw), budget: ">= 0.5x",
-		note: "64 MiB; stdout_port, host reads the connection to EOF",
+		note: "64 MiB from dd bs=64k; stdout_port, host reads the connection to EOF",
 	})
 	b.ReportMetric(spRate, "streamport-MB/s")
 	b.ReportMetric(raw, "raw-vsock-MB/s")
