@@ -31,12 +31,15 @@ const (
 
 // Config is the agent's configuration.
 type Config struct {
-	ServerAddr       string
-	LogLevel         slog.Level
-	LogVport         uint32
-	DebugConsole     bool
-	DebugConsolePort uint32
-	HotplugTimeout   time.Duration
+	ServerAddr string
+	LogLevel   slog.Level
+	LogVport   uint32
+	// PassfdListenerPort is the vsock port of the stream-port listener
+	// (agent.passfd_listener_port); 0: stream ports are refused.
+	PassfdListenerPort uint32
+	DebugConsole       bool
+	DebugConsolePort   uint32
+	HotplugTimeout     time.Duration
 	// UnifiedCgroups selects cgroup v2 only. It is true unless the command
 	// line asks for v1 (systemd.unified_cgroup_hierarchy=0 with no
 	// cgroup_no_v1=all).
@@ -110,6 +113,12 @@ func Parse(cmdline string) (Config, []error) {
 				bad(err.Error())
 			} else {
 				c.LogVport = p
+			}
+		case "agent.passfd_listener_port":
+			if p, err := parsePort(value); err != nil {
+				bad(err.Error())
+			} else {
+				c.PassfdListenerPort = p
 			}
 		case "agent.debug_console_vport":
 			if p, err := parsePort(value); err != nil || p == 0 {

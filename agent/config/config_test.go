@@ -170,3 +170,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestPassfdListenerPort(t *testing.T) {
+	c, errs := Parse("agent.passfd_listener_port=1027")
+	if len(errs) != 0 || c.PassfdListenerPort != 1027 {
+		t.Fatalf("port %d, errors %v; want 1027", c.PassfdListenerPort, errs)
+	}
+	if _, errs := Parse("agent.passfd_listener_port=x"); len(errs) == 0 {
+		t.Fatal("a bad port was accepted")
+	}
+}

@@ -26,6 +26,9 @@ type Reaper interface {
 // Options configure a new container.
 type Options struct {
 	ID string
+	// Streams replace the init process's stdio pipes (stream ports);
+	// Create closes the agent's copies.
+	Streams Streams
 	// Spec is the runtime spec; Root.Path must be an absolute, existing
 	// directory and Process non-nil (the caller validates).
 	Spec *specs.Spec
@@ -81,6 +84,7 @@ func (c *Container) ID() string { return c.id }
 // Create creates the container and its init process, which waits for
 // Start. Stdio pipes (or the terminal) exist from now on.
 func Create(opts Options) (_ *Container, retErr error) {
+	defer opts.Streams.Close() // the init process has its own copies
 	if opts.Spec == nil || opts.Spec.Process == nil {
 		return nil, fmt.Errorf("container %q: spec has no process: %w", opts.ID, errdefs.ErrInvalidArgument)
 	}
@@ -126,7 +130,7 @@ func Create(opts Options) (_ *Container, retErr error) {
 			runtime.GC()
 		}
 	}()
-	p, err := c.startProcess(opts.ID, opts.Spec.Process, true)
+	p, err := c.startProcess(opts.ID, opts.Spec.Process, true, opts.Streams)
 	if err != nil {
 		return nil, err
 	}

@@ -218,10 +218,14 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byt
 	}
 	_ = f.SetReadDeadline(deadline)
 	p.mu.Unlock()
+	// A fresh buffer per call, not a pool: the reply owns the slice until
+	// the ttrpc server has marshalled it, which happens after the handler
+	// returned, and nothing tells us when that is done; the next read on
+	// the same stream may already run by then (a host may pipeline reads).
 	buf := make([]byte, n)
 	// A cancelled call (connection gone) must not leave a reader behind.
 	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
-	got, err := f.Read(buf)
+	got, err := drainRead(f, buf)
 	stop()
 	if got > 0 {
 		p.mu.Lock()
@@ -246,6 +250,53 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byt
 		return nil, io.EOF // released while the read waited
 	}
 	return nil, fmt.Errorf("process %q: read output: %w", p.ID, err)
+}
+
+// drainRead blocks until f has data, EOF or an error (deadlines apply),
+// then reads without blocking until buf is full or the stream is empty,
+// so one reply carries everything already buffered (a pipe read stops at
+// the end of what one write left; a pty returns a line at a time). It
+// returns io.EOF only when nothing was read.
+func drainRead(f *os.File, buf []byte) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	got := 0
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for got < len(buf) {
+			m, err := unix.Read(int(fd), buf[got:])
+			switch {
+			case m > 0:
+				got += m
+				continue
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return got > 0 // nothing yet: let the poller wait
+			case err != nil:
+				if got == 0 {
+					rerr = err
+				}
+			case got == 0: // m == 0, no error: end of stream
+				rerr = io.EOF
+			}
+			return true
+		}
+		return true
+	})
+	if got > 0 {
+		return got, nil
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		// The poller's "use of closed file": closeIO ran meanwhile.
+		return 0, fmt.Errorf("%w: %v", os.ErrClosed, err)
+	}
+	return 0, err
 }
 
 // Resize sets the terminal window size.
@@ -325,7 +376,7 @@ func (s *stdioPair) closeChild() {
 }
 
 // setupPipes creates the stdio pipes for a process without a terminal.
-func setupPipes(p *Process, lp *libcontainer.Process) (*stdioPair, error) {
+func setupPipes(p *Process, lp *libcontainer.Process, st Streams) (*stdioPair, error) {
 	sp := &stdioPair{}
 	fail := func(err error) (*stdioPair, error) {
 		sp.closeChild()
@@ -336,24 +387,38 @@ func setupPipes(p *Process, lp *libcontainer.Process) (*stdioPair, error) {
 		}
 		return nil, fmt.Errorf("create stdio pipes: %w", err)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fail(err)
+	// A stream socket is the process's fd itself; the agent keeps no end
+	// of it, so ReadStdout/WriteStdin on that stream see EOF/closed.
+	if st.Stdin != nil {
+		lp.Stdin = st.Stdin
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		lp.Stdin, p.stdin = r, w
+		sp.child = append(sp.child, r)
 	}
-	lp.Stdin, p.stdin = r, w
-	sp.child = append(sp.child, r)
-	r, w, err = os.Pipe()
-	if err != nil {
-		return fail(err)
+	if st.Stdout != nil {
+		lp.Stdout = st.Stdout
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		lp.Stdout, p.stdout = w, r
+		sp.child = append(sp.child, w)
 	}
-	lp.Stdout, p.stdout = w, r
-	sp.child = append(sp.child, w)
-	r, w, err = os.Pipe()
-	if err != nil {
-		return fail(err)
+	if st.Stderr != nil {
+		lp.Stderr = st.Stderr
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		lp.Stderr, p.stderr = w, r
+		sp.child = append(sp.child, w)
 	}
-	lp.Stderr, p.stderr = w, r
-	sp.child = append(sp.child, w)
 	return sp, nil
 }
 

@@ -363,7 +363,7 @@ func TestExecBudget(t *testing.T) {
 	if b.Held() != 2 {
 		t.Fatalf("budget holds %d, want 2", b.Held())
 	}
-	_, err := c1.Exec("e3", &specs.Process{Args: []string{"true"}, Cwd: "/"})
+	_, err := c1.Exec("e3", &specs.Process{Args: []string{"true"}, Cwd: "/"}, Streams{})
 	if !errdefs.IsResourceExhausted(err) {
 		t.Fatalf("exec beyond the budget: %v, want ResourceExhausted", err)
 	}

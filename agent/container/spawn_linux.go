@@ -12,8 +12,12 @@ import (
 )
 
 // startProcess builds the libcontainer process with its stdio and starts
-// it (init: up to the exec fifo; exec: fully).
-func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Process, error) {
+// it (init: up to the exec fifo; exec: fully). Stream sockets in st
+// replace the pipes; the caller closes its copies after the start.
+func (c *Container) startProcess(id string, sp *specs.Process, isInit bool, st Streams) (*Process, error) {
+	if sp.Terminal && st.any() {
+		return nil, fmt.Errorf("process %q: stream ports with a terminal are not supported: %w", id, errdefs.ErrNotImplemented)
+	}
 	lp, err := newLibcontainerProcess(sp, isInit)
 	if err != nil {
 		return nil, fmt.Errorf("process %q: %w", id, err)
@@ -27,7 +31,7 @@ func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Pr
 		}
 		defer console.close()
 		lp.ConsoleSocket = console.child
-	} else if pipes, err = setupPipes(p, lp); err != nil {
+	} else if pipes, err = setupPipes(p, lp, st); err != nil {
 		return nil, err
 	}
 	var end func(...int)
@@ -91,7 +95,10 @@ func (c *Container) startProcess(id string, sp *specs.Process, isInit bool) (*Pr
 }
 
 // Exec starts an additional process in the running container.
-func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
+// Exec owns st: the process gets the sockets and the agent's copies are
+// closed on return.
+func (c *Container) Exec(execID string, sp *specs.Process, st Streams) (*Process, error) {
+	defer st.Close()
 	if sp == nil {
 		return nil, fmt.Errorf("exec %q: process is nil: %w", execID, errdefs.ErrInvalidArgument)
 	}
@@ -122,7 +129,7 @@ func (c *Container) Exec(execID string, sp *specs.Process) (*Process, error) {
 	c.execs[execID] = nil
 	c.mu.Unlock()
 
-	p, err := c.startProcess(execID, sp, false)
+	p, err := c.startProcess(execID, sp, false, st)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {

@@ -22,10 +22,13 @@ type CreateContainerRequest struct {
 	Storages   []*pb.Storage
 	Devices    []*pb.Device
 	SandboxPID bool
+	// Streams replace the init's stdio pipes; closed on return.
+	Streams container.Streams
 }
 
 // CreateContainer creates a container whose init waits for StartContainer.
 func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerRequest) (retErr error) {
+	defer req.Streams.Close() // the init has its own copies once started
 	if err := container.ValidateID("container", req.ID); err != nil {
 		return err
 	}
@@ -85,6 +88,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		Log:         s.log,
 		OnOOM:       s.oom.push,
 		HoldInit:    pidns.hold,
+		Streams:     req.Streams,
 		Execs:       s.cfg.Execs,
 	})
 	if err != nil {
@@ -215,8 +219,10 @@ func (s *Sandbox) StartContainer(id string) error {
 	return c.Start()
 }
 
-// ExecProcess starts a process in a running container.
-func (s *Sandbox) ExecProcess(cid, execID string, p *specs.Process) error {
+// ExecProcess starts a process in a running container; st (stream
+// ports) is closed on return.
+func (s *Sandbox) ExecProcess(cid, execID string, p *specs.Process, st container.Streams) error {
+	defer st.Close()
 	c, err := s.Container(cid)
 	if err != nil {
 		return err
@@ -227,7 +233,7 @@ func (s *Sandbox) ExecProcess(cid, execID string, p *specs.Process) error {
 	if p == nil {
 		return fmt.Errorf("exec %q: no process: %w", execID, errdefs.ErrInvalidArgument)
 	}
-	_, err = c.Exec(execID, p)
+	_, err = c.Exec(execID, p, st)
 	return err
 }
 

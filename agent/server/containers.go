@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/cgroups"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
@@ -20,14 +21,30 @@ import (
 // containerHandlers serves the sandbox, container, process and stdio RPCs
 // by translating them for package sandbox.
 type containerHandlers struct {
-	sb *sandbox.Sandbox
+	sb      *sandbox.Sandbox
+	streams streamSource
 }
 
-func noStreamPorts(stdin, stdout, stderr uint32) error {
-	if stdin != 0 || stdout != 0 || stderr != 0 {
-		return fmt.Errorf("stdio over vsock ports is not supported; use ReadStdout/WriteStdin: %w", errdefs.ErrNotImplemented)
+// streamSource hands out the stream-port connections a request names: a
+// *container.StreamBroker when agent.passfd_listener_port is set, else
+// noStreams.
+type streamSource interface {
+	Take(ctx context.Context, stdin, stdout, stderr uint32) (container.Streams, error)
+}
+
+// noStreams refuses requests that name stream ports.
+type noStreams struct{}
+
+func (noStreams) Take(context.Context, uint32, uint32, uint32) (container.Streams, error) {
+	return container.Streams{}, fmt.Errorf("stdio over vsock ports is not enabled (agent.passfd_listener_port); use ReadStdout/WriteStdin: %w", errdefs.ErrNotImplemented)
+}
+
+// takeStreams claims the stream-port connections a request names.
+func (h *containerHandlers) takeStreams(ctx context.Context, stdin, stdout, stderr uint32) (container.Streams, error) {
+	if stdin == 0 && stdout == 0 && stderr == 0 {
+		return container.Streams{}, nil
 	}
-	return nil
+	return h.streams.Take(ctx, stdin, stdout, stderr)
 }
 
 func (h *containerHandlers) CreateSandbox(ctx context.Context, req *pb.CreateSandboxRequest) (*emptypb.Empty, error) {
@@ -50,9 +67,11 @@ func (h *containerHandlers) DestroySandbox(ctx context.Context, _ *pb.DestroySan
 }
 
 func (h *containerHandlers) CreateContainer(ctx context.Context, req *pb.CreateContainerRequest) (*emptypb.Empty, error) {
-	if err := noStreamPorts(req.StdinPort, req.StdoutPort, req.StderrPort); err != nil {
+	st, err := h.takeStreams(ctx, req.StdinPort, req.StdoutPort, req.StderrPort)
+	if err != nil {
 		return nil, err
 	}
+	defer st.Close() // on the error paths; otherwise the process has them
 	if req.ExecId != "" && req.ExecId != req.ContainerId {
 		return nil, hostinput.Invalid("container %q: exec id %q of the init process must equal the container id", req.ContainerId, req.ExecId)
 	}
@@ -65,6 +84,7 @@ func (h *containerHandlers) CreateContainer(ctx context.Context, req *pb.CreateC
 	}
 	return empty(h.sb.CreateContainer(ctx, sandbox.CreateContainerRequest{
 		ID: req.ContainerId, Spec: spec, Storages: req.Storages, Devices: req.Devices, SandboxPID: req.SandboxPidns,
+		Streams: st,
 	}))
 }
 
@@ -76,14 +96,16 @@ func (h *containerHandlers) RemoveContainer(ctx context.Context, req *pb.RemoveC
 	return empty(h.sb.RemoveContainer(ctx, req.ContainerId, time.Duration(req.Timeout)*time.Second))
 }
 
-func (h *containerHandlers) ExecProcess(_ context.Context, req *pb.ExecProcessRequest) (*emptypb.Empty, error) {
-	if err := noStreamPorts(req.StdinPort, req.StdoutPort, req.StderrPort); err != nil {
+func (h *containerHandlers) ExecProcess(ctx context.Context, req *pb.ExecProcessRequest) (*emptypb.Empty, error) {
+	st, err := h.takeStreams(ctx, req.StdinPort, req.StdoutPort, req.StderrPort)
+	if err != nil {
 		return nil, err
 	}
+	defer st.Close() // on the error paths; otherwise the process has them
 	if req.Process == nil {
 		return nil, hostinput.Invalid("exec %q in container %q: no process", req.ExecId, req.ContainerId)
 	}
-	return empty(h.sb.ExecProcess(req.ContainerId, req.ExecId, ocipb.ToProcess(req.Process)))
+	return empty(h.sb.ExecProcess(req.ContainerId, req.ExecId, ocipb.ToProcess(req.Process), st))
 }
 
 func (h *containerHandlers) SignalProcess(_ context.Context, req *pb.SignalProcessRequest) (*emptypb.Empty, error) {

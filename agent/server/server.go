@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/ttrpc"
 
+	"github.com/sandbox-guest/sandbox-guest/agent/container"
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
@@ -49,6 +50,9 @@ type Options struct {
 	// connection and Serve returns; as PID 1, main then syncs and powers
 	// off.
 	StopAfterDestroy bool
+	// Streams hands out stream-port connections (agent.passfd_listener_port);
+	// nil refuses requests that name stream ports.
+	Streams *container.StreamBroker
 
 	// Hotplug onlines CPUs and memory and reports memory hot-plug details
 	// in GetGuestDetails (a *hotplug.Onliner).

@@ -96,7 +96,11 @@ func newAgentService(opts Options, log *slog.Logger) *agentService {
 	}
 	guest := &guestHandlers{memory: noMemoryInfo{}, info: opts.AgentInfo}
 	if opts.Sandbox != nil {
-		svc.containerService = &containerHandlers{sb: opts.Sandbox}
+		h := &containerHandlers{sb: opts.Sandbox, streams: noStreams{}}
+		if opts.Streams != nil {
+			h.streams = opts.Streams
+		}
+		svc.containerService = h
 	}
 	if opts.Hotplug != nil {
 		svc.hotplugService = &hotplugHandlers{onliner: opts.Hotplug}

@@ -37,6 +37,7 @@ type settings struct {
 	iptables    network.IPTables
 	system      server.System
 	mark        func(step string)
+	streams     *container.StreamBroker
 }
 
 // Option adjusts how the agent is put together.
@@ -79,6 +80,11 @@ func WithIPTables(ipt network.IPTables) Option { return func(s *settings) { s.ip
 // SetGuestDateTime and ReseedRandomDev change (default initsys's system
 // calls): a development host's clock is not the agent's to set.
 func WithSystem(sys server.System) Option { return func(s *settings) { s.system = sys } }
+
+// WithStreams hands stdio over the stream-port connections of b
+// (agent.passfd_listener_port); without it, requests naming stream ports
+// are refused.
+func WithStreams(b *container.StreamBroker) Option { return func(s *settings) { s.streams = b } }
 
 // WithStepMarks has mark called as each assembly step ends (main records
 // the start-up steps with it): "storage+network", "reaper",

@@ -127,6 +127,7 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 		// Serve returns once the host has the DestroySandbox reply; PID 1
 		// then powers off.
 		StopAfterDestroy: s.isInit,
+		Streams:          s.streams,
 	})
 	if err != nil {
 		a.Close()

@@ -27,6 +27,26 @@ var ErrHybridRefused = errors.New("hybrid vsock connect refused")
 // DialHybrid connects to port in the guest through a hybrid vsock Unix
 // socket (the Firecracker / Cloud Hypervisor convention).
 func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error) {
+	c, _, err := DialHybridPort(ctx, path, port)
+	return c, err
+}
+
+// DialHybridPort is DialHybrid that also returns the host-side port the
+// backend reported ("OK <port>"), the peer port the guest sees.
+func DialHybridPort(ctx context.Context, path string, port uint32) (net.Conn, uint32, error) {
+	conn, err := dialHybrid(ctx, path, port)
+	if err != nil {
+		return nil, 0, err
+	}
+	return conn.Conn, conn.local, nil
+}
+
+type hybridConn struct {
+	net.Conn
+	local uint32
+}
+
+func dialHybrid(ctx context.Context, path string, port uint32) (*hybridConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -79,7 +99,8 @@ func DialHybrid(ctx context.Context, path string, port uint32) (net.Conn, error)
 		return nil, fmt.Errorf("hybrid vsock %s port %d: reply %q, want \"OK <port>\": %w", path, port, string(line), ErrHybridRefused)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return conn, nil
+	local, _ := strconv.ParseUint(strings.TrimPrefix(string(line), "OK "), 10, 32)
+	return &hybridConn{conn, uint32(local)}, nil
 }
 
 // validOK reports whether line (without its newline) is the backend's

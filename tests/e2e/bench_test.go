@@ -291,6 +291,13 @@ func BenchmarkBudgets(b *testing.B) {
 		note: fmt.Sprintf("64 MiB; Check round trip %.2f ms (median of 20)", float64(rtt)/1e6),
 	})
 	b.ReportMetric(rsRate, "readstdout-MB/s")
+	spRate := s.streamPortRate(b) // streamports_test.go
+	rows = append(rows, benchRow{
+		what: "container stdout via a stream port", ours: fmt.Sprintf("%.1f MB/s", spRate),
+		anchor: fmt.Sprintf("%.1f MB/s raw vsock", raw), ratio: fmt.Sprintf("%.3fx", spRate/raw), budget: ">= 0.5x",
+		note: "64 MiB from dd bs=64k; stdout_port, host reads the connection to EOF",
+	})
+	b.ReportMetric(spRate, "streamport-MB/s")
 	b.ReportMetric(raw, "raw-vsock-MB/s")
 
 	// Container lifecycles, then the agent's memory once idle again.

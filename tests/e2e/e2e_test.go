@@ -119,6 +119,7 @@ func bootSuite(t testing.TB, extra ...vmm.Option) *suite {
 		// vCPU through ACPI is tested too, where the guest kernel allows it.)
 		vmm.WithCPUs(2, 4),
 		vmm.WithAppend("maxcpus=1"),
+		vmm.WithAppend("agent.passfd_listener_port=" + strconv.Itoa(streamListenerPort)), // streamports_test.go
 	}
 	if a := os.Getenv("E2E_APPEND"); a != "" {
 		opts = append(opts, vmm.WithAppend(a))

@@ -96,7 +96,7 @@ func run() int {
 	}
 	boot.mark("listen")
 	agent, err := wiring.New(cfg, wiring.WithLog(log), wiring.AsInit(isInit), wiring.WithFIPS(fipsStatus.Agent),
-		wiring.WithStepMarks(boot.mark))
+		wiring.WithStepMarks(boot.mark), wiring.WithStreams(listenStreams(ctx, cfg.PassfdListenerPort, log)))
 	if err != nil {
 		log.Error("assemble the agent", "error", err)
 		return 1
@@ -161,6 +161,21 @@ func stopOnSignal(cancel func(), log *slog.Logger) {
 		log.Info("stopping", "signal", s.String())
 		cancel()
 	}()
+}
+
+// listenStreams opens the stream-port listener when configured; without
+// it (nil) requests naming stream ports are refused.
+func listenStreams(ctx context.Context, port uint32, log *slog.Logger) *container.StreamBroker {
+	if port == 0 {
+		return nil
+	}
+	l, err := vsock.ListenContextID(0xFFFFFFFF, port, nil)
+	if err != nil {
+		log.Warn("stream port listener unavailable; stream ports refused", "port", port, "error", err)
+		return nil
+	}
+	context.AfterFunc(ctx, func() { l.Close() })
+	return container.NewStreamBroker(l)
 }
 
 // serveLogPort attaches each host connection on the vsock log port to the

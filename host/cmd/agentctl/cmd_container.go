@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -24,6 +25,9 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/protocols/ocipb"
 )
 
+// agentAddr is --addr, for the stream-port connections.
+var agentAddr string
+
 // in and errOut are the terminal ends of streamed container stdio
 // (swapped in tests).
 var (
@@ -33,10 +37,10 @@ var (
 
 func init() {
 	register(&command{name: "run", streaming: true, run: runRun,
-		args:    "--rootfs DIR [--id ID] [--tty] [--env K=V]... [--cwd D] [--memory BYTES] [--keep] -- CMD...",
+		args:    "--rootfs DIR [--id ID] [--tty] [--env K=V]... [--cwd D] [--memory BYTES] [--keep] [--stream-port P] -- CMD...",
 		summary: "create and start a container, stream its stdio, exit with its status"})
 	register(&command{name: "exec", streaming: true, run: runExec,
-		args: "ID [--tty] -- CMD...", summary: "run a process in a running container"})
+		args: "ID [--tty] [--stream-port P] -- CMD...", summary: "run a process in a running container"})
 	register(&command{name: "kill", run: runKill, args: "ID [SIGNAL]", summary: "signal every process of a container (default TERM)"})
 	register(&command{name: "ps", run: runPs, args: "ID", summary: "list a container's processes (runs ps inside it)"})
 	register(&command{name: "stats", run: runStats, args: "ID", summary: "print a container's cgroup statistics"})
@@ -74,6 +78,7 @@ func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
 	cwd := fs.String("cwd", "/", "working directory")
 	memory := fs.Int64("memory", 0, "memory limit in bytes (0: none)")
 	keep := fs.Bool("keep", false, "do not remove the container after it exits")
+	streamPort := fs.Uint("stream-port", 0, "carry stdio on connections to this agent.passfd_listener_port (0: ReadStdout/WriteStdin)")
 	var env multiFlag
 	fs.Var(&env, "env", "K=V environment variable (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -92,9 +97,15 @@ func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
 	if *memory > 0 {
 		spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: memory}
 	}
+	ports, err := dialStreams(ctx, *streamPort, *tty)
+	if err != nil {
+		return err
+	}
 	if _, err := c.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
 		ContainerId: *id, ExecId: *id, OCI: ocipb.FromSpec(spec),
+		StdinPort: ports.StdinPort, StdoutPort: ports.StdoutPort, StderrPort: ports.StderrPort,
 	}); err != nil {
+		_ = ports.Close()
 		return fmt.Errorf("create container %s: %w", *id, err)
 	}
 	remove := func() {
@@ -107,6 +118,7 @@ func runRun(ctx context.Context, c *agentclient.Client, args []string) error {
 		}
 	}
 	st := startStreams(ctx, c, *id, "", *tty)
+	st.ports = ports
 	if _, err := c.Agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: *id}); err != nil {
 		remove()
 		return fmt.Errorf("start container %s: %w", *id, err)
@@ -131,6 +143,7 @@ func runExec(ctx context.Context, c *agentclient.Client, args []string) error {
 	fs := containerFlags("exec")
 	tty := fs.Bool("tty", false, "allocate a terminal")
 	cwd := fs.String("cwd", "/", "working directory")
+	streamPort := fs.Uint("stream-port", 0, "carry stdio on connections to this agent.passfd_listener_port (0: ReadStdout/WriteStdin)")
 	var env multiFlag
 	fs.Var(&env, "env", "K=V environment variable (repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -141,8 +154,15 @@ func runExec(ctx context.Context, c *agentclient.Client, args []string) error {
 	}
 	execID := randomID("exec-")
 	proc := &specs.Process{Terminal: *tty, Args: fs.Args(), Env: append([]string{ocispec.DefaultPath, "TERM=xterm"}, env...), Cwd: *cwd}
+	ports, err := dialStreams(ctx, *streamPort, *tty)
+	if err != nil {
+		return err
+	}
 	st := startStreams(ctx, c, id, execID, *tty)
-	if _, err := c.Agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: id, ExecId: execID, Process: ocipb.FromProcess(proc)}); err != nil {
+	st.ports = ports
+	if _, err := c.Agent.ExecProcess(ctx, &pb.ExecProcessRequest{ContainerId: id, ExecId: execID, Process: ocipb.FromProcess(proc),
+		StdinPort: ports.StdinPort, StdoutPort: ports.StdoutPort, StderrPort: ports.StderrPort}); err != nil {
+		_ = ports.Close()
 		st.cancel()
 		return fmt.Errorf("exec in %s: %w", id, err)
 	}
@@ -166,6 +186,40 @@ type streams struct {
 	cancel      context.CancelFunc
 	out         sync.WaitGroup
 	restoreTerm func()
+	ports       *agentclient.Streams // stream ports; every field zero without
+}
+
+// dialStreams connects the stream ports when --stream-port is given.
+func dialStreams(ctx context.Context, port uint, tty bool) (*agentclient.Streams, error) {
+	if port == 0 {
+		return &agentclient.Streams{}, nil
+	}
+	if tty || port > 0xFFFFFFFF {
+		return nil, errors.New("--stream-port: needs a port number and no --tty")
+	}
+	s, err := agentclient.DialStreams(ctx, agentAddr, uint32(port), true, true, true)
+	if err != nil {
+		return nil, fmt.Errorf("stream ports: %w", err)
+	}
+	return s, nil
+}
+
+// afterStartPorts copies stdio over the stream-port connections.
+func (s *streams) afterStartPorts() {
+	for _, p := range []struct {
+		c net.Conn
+		w io.Writer
+	}{{s.ports.Stdout, out}, {s.ports.Stderr, errOut}} {
+		s.out.Add(1)
+		go func() {
+			defer s.out.Done()
+			_, _ = io.Copy(p.w, p.c)
+		}()
+	}
+	go func() {
+		_, _ = io.Copy(s.ports.Stdin, in)
+		_ = s.ports.CloseStdin()
+	}()
 }
 
 func startStreams(ctx context.Context, c *agentclient.Client, cid, execID string, tty bool) *streams {
@@ -176,6 +230,10 @@ func startStreams(ctx context.Context, c *agentclient.Client, cid, execID string
 
 // afterStart begins copying once the process exists.
 func (s *streams) afterStart() {
+	if s.ports != nil && s.ports.Stdout != nil {
+		s.afterStartPorts()
+		return
+	}
 	read := func(stderr bool, w io.Writer) {
 		defer s.out.Done()
 		for {
@@ -267,6 +325,9 @@ func (s *streams) setupTerminal() func() {
 func (s *streams) wait(ctx context.Context, c *agentclient.Client, cid, execID string) (int32, error) {
 	defer s.cancel()
 	defer s.restoreTerm()
+	if s.ports != nil {
+		defer s.ports.Close()
+	}
 	r, err := c.Agent.WaitProcess(ctx, &pb.WaitProcessRequest{ContainerId: cid, ExecId: execID})
 	if err != nil {
 		return 0, fmt.Errorf("wait for %s: %w", cid, err)

@@ -75,6 +75,7 @@ func agentctl(argv []string, stdout, stderr io.Writer) int {
 	defer stop()
 	dialCtx, cancelDial := context.WithTimeout(ctx, *timeout)
 	defer cancelDial()
+	agentAddr = *addr
 	c, err := agentclient.Dial(dialCtx, *addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "agentctl: cannot reach the agent at %s within %s: %v\n", *addr, *timeout, err)

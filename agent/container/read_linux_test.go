@@ -1,0 +1,97 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPty returns a non-blocking pty master (as receiveMaster makes it)
+// and its slave.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master = os.NewFile(uintptr(fd), "ptmx")
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = slave.Close(); _ = master.Close() })
+	return master, slave
+}
+
+// One reply carries what is buffered, not one pipe or terminal read's
+// worth: a terminal hands its reader at most 4 KiB per read.
+func TestReadReturnsAllBuffered(t *testing.T) {
+	c, _ := testContainer(t, ExecPolicy{})
+	master, slave := openPty(t)
+	p := &Process{ID: "tty", tty: true, done: make(chan struct{}), policy: &c.policy, stdin: master, stdout: master}
+	want := bytes.Repeat([]byte("0123456789abcdef"), 768) // 12 KiB, no newline
+	// The writer blocks once the terminal's queues are full.
+	go func() { _, _ = slave.Write(want) }()
+	time.Sleep(100 * time.Millisecond) // let the terminal move it to the reader's side
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := p.ReadStdout(ctx, 32<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) <= 4096 {
+		t.Fatalf("one read returned %d of the %d buffered bytes", len(got), len(want))
+	}
+	for len(got) < len(want) {
+		more, err := p.ReadStdout(ctx, 32<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, more...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, not what was written", len(got))
+	}
+}
+
+// The drain keeps the read's semantics: it blocks until data or EOF,
+// never answers empty, and reports EOF after the last byte.
+func TestReadBlocksThenEOF(t *testing.T) {
+	c, _ := testContainer(t, ExecPolicy{})
+	p, e := testProcess(t, c, "x", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_, _ = e.stdout.WriteString("late")
+		_ = e.stdout.Close()
+	}()
+	got, err := p.ReadStdout(ctx, 32<<10)
+	if err != nil || string(got) != "late" {
+		t.Fatalf("read = %q, %v; want \"late\"", got, err)
+	}
+	if got, err := p.ReadStdout(ctx, 32<<10); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the writer closed = %q, %v; want EOF", got, err)
+	}
+	// A cancelled read returns the context's error, not an empty answer.
+	p2, _ := testProcess(t, c, "y", false)
+	cctx, ccancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer ccancel()
+	if got, err := p2.ReadStdout(cctx, 32<<10); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled read = %q, %v; want the context's error", got, err)
+	}
+}
