@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
 )
 
 func TestCheckIPTablesKernel(t *testing.T) {
@@ -102,32 +104,6 @@ func layOut(t *testing.T, root string) {
 	}
 }
 
-// tables splits iptables-save output into its tables, without comments,
-// with counters zeroed: the kernel lists tables in its own order.
-func tables(save string) map[string]string {
-	out := map[string]string{}
-	var name string
-	var b strings.Builder
-	for _, l := range strings.Split(save, "\n") {
-		switch {
-		case l == "" || strings.HasPrefix(l, "#"):
-		case strings.HasPrefix(l, "*"):
-			name = l[1:]
-			b.Reset()
-		case l == "COMMIT":
-			out[name] = b.String()
-		default:
-			if strings.HasPrefix(l, ":") {
-				if i := strings.LastIndex(l, " ["); i > 0 {
-					l = l[:i] + " [0:0]"
-				}
-			}
-			b.WriteString(l + "\n")
-		}
-	}
-	return out
-}
-
 // The image's iptables (exactly its files: binary, extensions, libraries)
 // restores and saves the rule set of the end-to-end test unchanged, run in
 // a chroot of those files in a new network namespace on this host. This
@@ -142,29 +118,25 @@ func TestIPTablesOfImageRoundTrip(t *testing.T) {
 	}
 	root := t.TempDir()
 	layOut(t, root)
-	for _, tc := range []struct{ rules, restore, save string }{
-		{"iptables.rules", "iptables-restore", "iptables-save"},
-		{"ip6tables.rules", "ip6tables-restore", "ip6tables-save"},
+	for _, tc := range []struct{ name, rules, restore, save string }{
+		{"IPv4", fixture.IPv4Rules, "iptables-restore", "iptables-save"},
+		{"IPv6", fixture.IPv6Rules, "ip6tables-restore", "ip6tables-save"},
 	} {
-		rules, err := os.ReadFile(filepath.Join("..", "..", "tests", "e2e", "testdata", tc.rules))
-		if err != nil {
-			t.Fatal(err)
-		}
 		script := `mount -t proc proc "$1/proc" && chroot "$1" /usr/sbin/` + tc.restore + ` && chroot "$1" /usr/sbin/` + tc.save
 		cmd := exec.Command("unshare", "--net", "--mount", "--", "sh", "-c", script, "sh", root)
-		cmd.Stdin = strings.NewReader(string(rules))
+		cmd.Stdin = strings.NewReader(tc.rules)
 		out, err := cmd.Output()
 		if err != nil {
 			var stderr string
 			if ee, ok := err.(*exec.ExitError); ok {
 				stderr = string(ee.Stderr)
 			}
-			t.Fatalf("%s: %v: %s", tc.rules, err, stderr)
+			t.Fatalf("%s: %v: %s", tc.name, err, stderr)
 		}
-		want, got := tables(string(rules)), tables(string(out))
+		want, got := fixture.SaveTables(tc.rules), fixture.SaveTables(string(out))
 		for name, w := range want {
 			if got[name] != w {
-				t.Errorf("%s table %s after the round trip:\n%s\nwant:\n%s", tc.rules, name, got[name], w)
+				t.Errorf("%s table %s after the round trip:\n%s\nwant:\n%s", tc.name, name, got[name], w)
 			}
 		}
 	}

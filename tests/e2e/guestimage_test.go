@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	_ "embed"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,42 +70,6 @@ func (s *suite) testVirtiofsXattrs(t *testing.T) {
 	}
 }
 
-// Rule sets in iptables-save's canonical form, using every extension the
-// image ships (image-builder/initrd.IPTablesExtensions) in filter, nat,
-// mangle and raw.
-var (
-	//go:embed testdata/iptables.rules
-	ipv4Rules string
-	//go:embed testdata/ip6tables.rules
-	ipv6Rules string
-)
-
-// saveTables splits iptables-save output into its tables, without comments,
-// with counters zeroed: the kernel lists tables in its own order.
-func saveTables(save string) map[string]string {
-	out := map[string]string{}
-	var name string
-	var b strings.Builder
-	for _, l := range strings.Split(save, "\n") {
-		switch {
-		case l == "" || strings.HasPrefix(l, "#"):
-		case strings.HasPrefix(l, "*"):
-			name = l[1:]
-			b.Reset()
-		case l == "COMMIT":
-			out[name] = b.String()
-		default:
-			if strings.HasPrefix(l, ":") {
-				if i := strings.LastIndex(l, " ["); i > 0 {
-					l = l[:i] + " [0:0]"
-				}
-			}
-			b.WriteString(l + "\n")
-		}
-	}
-	return out
-}
-
 // SetIPTables then GetIPTables returns the same rules, for IPv4 and IPv6:
 // the guest kernel has the x_tables modules and the image the tools. A
 // rule set the tools refuse is InvalidArgument.
@@ -115,13 +78,13 @@ func (s *suite) testIPTablesRoundTrip(t *testing.T) {
 		name  string
 		ipv6  bool
 		rules string
-	}{{"IPv4", false, ipv4Rules}, {"IPv6", true, ipv6Rules}} {
+	}{{"IPv4", false, fixture.IPv4Rules}, {"IPv6", true, fixture.IPv6Rules}} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.cli.Agent.SetIPTables(s.rpcCtx(t), &pb.SetIPTablesRequest{IsIpv6: tc.ipv6, Data: []byte(tc.rules)})
 			check(t, "SetIPTables", err)
 			r, err := s.cli.Agent.GetIPTables(s.rpcCtx(t), &pb.GetIPTablesRequest{IsIpv6: tc.ipv6})
 			check(t, "GetIPTables", err)
-			want, got := saveTables(tc.rules), saveTables(string(r.GetData()))
+			want, got := fixture.SaveTables(tc.rules), fixture.SaveTables(string(r.GetData()))
 			if len(want) == 0 {
 				t.Fatal("empty rule set")
 			}
