@@ -59,6 +59,9 @@ type Collector struct {
 	statfs statfsFunc
 	// scrapes counts Gather calls (kata_agent_scrape_count).
 	scrapes atomic.Uint64
+	// btime is the boot time once read (0: not yet): it never changes, so
+	// /proc/stat is not read a second time per scrape for it.
+	btime atomic.Uint64
 }
 
 // userHZ is the unit of /proc/stat times: the kernel exports them in

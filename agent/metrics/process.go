@@ -230,8 +230,11 @@ func (c *Collector) agentIO(w *writer) error {
 }
 
 // bootTime reads the boot time (btime, seconds since the epoch) from
-// /proc/stat.
+// /proc/stat, once.
 func (c *Collector) bootTime() (uint64, error) {
+	if v := c.btime.Load(); v != 0 {
+		return v, nil
+	}
 	path := filepath.Join(c.proc, "stat")
 	text, err := readBounded(path, maxStatFile)
 	if err != nil {
@@ -243,6 +246,7 @@ func (c *Collector) bootTime() (uint64, error) {
 			if err != nil {
 				return 0, fmt.Errorf("%s: btime %q is not a number", path, strings.TrimSpace(rest))
 			}
+			c.btime.Store(v)
 			return v, nil
 		}
 	}
