@@ -210,18 +210,25 @@ func (s *suite) soakExec(t *testing.T, cid, id string, k soakKind) {
 		ContainerId: cid, ExecId: id, Process: fixture.Process(k.tty, "sh", "-c", soakScript),
 	})
 	check(t, "ExecProcess "+id, err)
+	s.checkSoakRun(t, "exec", cid, id, k)
+}
+
+// checkSoakRun reads the streams k asks for, checks what soakScript wrote
+// to them, and waits for a zero status.
+func (s *suite) checkSoakRun(t *testing.T, what, cid, id string, k soakKind) {
+	t.Helper()
 	if k.readOut {
 		if out := s.readStream(t, cid, id, false); !strings.Contains(out, "out") {
-			t.Fatalf("exec %s stdout %q", id, out)
+			t.Fatalf("%s %s stdout %q", what, id, out)
 		}
 	}
 	if k.readErr {
 		if out := s.readStream(t, cid, id, true); out != "err\n" {
-			t.Fatalf("exec %s stderr %q", id, out)
+			t.Fatalf("%s %s stderr %q", what, id, out)
 		}
 	}
 	if st := s.wait(t, cid, id); st != 0 {
-		t.Fatalf("exec %s status %d", id, st)
+		t.Fatalf("%s %s status %d", what, id, st)
 	}
 }
 
@@ -232,19 +239,7 @@ func (s *suite) soakContainer(t *testing.T, cid string, k soakKind) {
 		opts = append(opts, fixture.WithTerminal())
 	}
 	s.createContainer(t, cid, []string{"sh", "-c", soakScript}, opts...)
-	if k.readOut {
-		if out := s.readStream(t, cid, cid, false); !strings.Contains(out, "out") {
-			t.Fatalf("container %s stdout %q", cid, out)
-		}
-	}
-	if k.readErr {
-		if out := s.readStream(t, cid, cid, true); out != "err\n" {
-			t.Fatalf("container %s stderr %q", cid, out)
-		}
-	}
-	if st := s.wait(t, cid, cid); st != 0 {
-		t.Fatalf("container %s status %d", cid, st)
-	}
+	s.checkSoakRun(t, "container", cid, cid, k)
 	s.remove(t, cid)
 }
 
