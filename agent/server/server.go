@@ -33,6 +33,7 @@ type agentService struct {
 	storageService
 	systemService
 	networkService
+	swapService
 }
 
 var _ pb.AgentServiceService = (*agentService)(nil)
@@ -74,6 +75,9 @@ type Options struct {
 	// Network configures interfaces, routes, neighbours and iptables
 	// (agent/network.Manager).
 	Network Network
+
+	// Swap serves AddSwap and AddSwapPath (a *swap.Manager).
+	Swap Swap
 }
 
 // Timings of the stop after DestroySandbox (or when Serve's context ends).

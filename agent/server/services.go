@@ -66,6 +66,7 @@ type fileService interface {
 type storageService interface {
 	UpdateEphemeralMounts(context.Context, *pb.UpdateEphemeralMountsRequest) (*emptypb.Empty, error)
 	GetVolumeStats(context.Context, *pb.VolumeStatsRequest) (*pb.VolumeStatsResponse, error)
+	ResizeVolume(context.Context, *pb.ResizeVolumeRequest) (*emptypb.Empty, error)
 }
 
 // systemService: the guest's clock and entropy (systemHandlers).
@@ -91,7 +92,7 @@ func newAgentService(opts Options, log *slog.Logger) *agentService {
 	var none unimplemented
 	svc := &agentService{
 		containerService: none, hotplugService: none, metricsService: none,
-		storageService: none, systemService: none, networkService: none,
+		storageService: none, systemService: none, networkService: none, swapService: none,
 		fileService: &fileHandlers{copier: &storage.FileCopier{Root: opts.CopyFileRoot}},
 	}
 	guest := &guestHandlers{memory: noMemoryInfo{}, info: opts.AgentInfo}
@@ -118,6 +119,9 @@ func newAgentService(opts Options, log *slog.Logger) *agentService {
 	}
 	if opts.Network != nil {
 		svc.networkService = &networkHandlers{net: opts.Network}
+	}
+	if opts.Swap != nil {
+		svc.swapService = &swapHandlers{swap: opts.Swap}
 	}
 	return svc
 }

@@ -16,6 +16,9 @@ type Storage interface {
 	UpdateEphemeral(storages []*pb.Storage) error
 	// VolumeStats measures the volume at a guest path.
 	VolumeStats(path string) (storage.VolumeUsage, error)
+	// ResizeVolume grows the filesystem of the block storage mounted at
+	// path to size bytes.
+	ResizeVolume(path string, size uint64) error
 }
 
 // storageHandlers serves the calls about mounted storages.
@@ -39,6 +42,10 @@ func (h *storageHandlers) GetVolumeStats(_ context.Context, req *pb.VolumeStatsR
 		Usage:           []*pb.VolumeUsage{usage(pb.VolumeUsage_BYTES, u.Bytes), usage(pb.VolumeUsage_INODES, u.Inodes)},
 		VolumeCondition: &pb.VolumeCondition{},
 	}, nil
+}
+
+func (h *storageHandlers) ResizeVolume(_ context.Context, req *pb.ResizeVolumeRequest) (*emptypb.Empty, error) {
+	return empty(h.storage.ResizeVolume(req.VolumeGuestPath, req.Size))
 }
 
 // fileHandlers serves CopyFile: the runtime's copies into the share when

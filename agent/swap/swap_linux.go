@@ -254,11 +254,11 @@ func (m *Manager) prepare(h *os.File, p string, kind uint32) error {
 func swaponError(p string, err error) error {
 	switch {
 	case errors.Is(err, unix.EBUSY):
-		return fmt.Errorf("swapon %s: already in use: %w", p, errors.Join(err, errdefs.ErrAlreadyExists))
+		return fmt.Errorf("swapon %s: already in use: %w (%w)", p, err, errdefs.ErrAlreadyExists)
 	case errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("swapon %s: the kernel refused the area (a filesystem that cannot hold swap files?): %w", p, errors.Join(err, errdefs.ErrFailedPrecondition))
+		return fmt.Errorf("swapon %s: the kernel refused the area (a filesystem that cannot hold swap files?): %w (%w)", p, err, errdefs.ErrFailedPrecondition)
 	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("swapon %s: %w", p, errors.Join(err, errdefs.ErrPermissionDenied))
+		return fmt.Errorf("swapon %s: %w (%w)", p, err, errdefs.ErrPermissionDenied)
 	}
 	return fmt.Errorf("swapon %s: %w", p, err)
 }

@@ -211,7 +211,6 @@ func TestAddPCIPath(t *testing.T) {
 	}
 }
 
-
 // TestAddPCIUnknownTimesOut uses the real waiter on an empty sysfs: a PCI
 // path where no disk appears ends in DeadlineExceeded, not a hang.
 func TestAddPCIUnknownTimesOut(t *testing.T) {

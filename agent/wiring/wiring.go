@@ -23,6 +23,7 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/agent/sandbox"
 	"github.com/sandbox-guest/sandbox-guest/agent/server"
 	"github.com/sandbox-guest/sandbox-guest/agent/storage"
+	"github.com/sandbox-guest/sandbox-guest/agent/swap"
 	"github.com/sandbox-guest/sandbox-guest/agent/uevent"
 	"github.com/sandbox-guest/sandbox-guest/agent/version"
 )
@@ -128,6 +129,7 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 		// then powers off.
 		StopAfterDestroy: s.isInit,
 		Streams:          s.streams,
+		Swap:             swap.New(swap.Config{Devices: waiter, DevRoot: s.roots.Dev, FileRoot: s.roots.Kata}),
 	})
 	if err != nil {
 		a.Close()
