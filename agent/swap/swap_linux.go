@@ -134,17 +134,11 @@ func (m *Manager) open(p string) (*os.File, uint32, error) {
 	)
 	switch {
 	case strings.HasPrefix(p, m.cfg.DevRoot+"/"):
-		// Device nodes: no symlink is followed, and nothing is opened
-		// for I/O before its type is known (opening some character
-		// devices has effects).
+		// Resolved inside DevRoot like files inside FileRoot; only an
+		// O_PATH handle until the type is known (opening some
+		// character devices for I/O has effects).
 		want = unix.S_IFBLK
-		var fd int
-		fd, err = unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == nil {
-			h = os.NewFile(uintptr(fd), p)
-		} else {
-			err = &os.PathError{Op: "open", Path: p, Err: err}
-		}
+		h, err = safefs.OpenInRoot(m.cfg.DevRoot, p)
 	case strings.HasPrefix(p, m.cfg.FileRoot+"/"):
 		want = unix.S_IFREG
 		h, err = safefs.OpenInRoot(m.cfg.FileRoot, p)
