@@ -251,6 +251,8 @@ func swaponError(p string, err error) error {
 		return fmt.Errorf("swapon %s: already in use: %w (%w)", p, err, errdefs.ErrAlreadyExists)
 	case errors.Is(err, unix.EINVAL):
 		return fmt.Errorf("swapon %s: the kernel refused the area (a filesystem that cannot hold swap files?): %w (%w)", p, err, errdefs.ErrFailedPrecondition)
+	case errors.Is(err, unix.ENOSYS):
+		return fmt.Errorf("swapon %s: the guest kernel has no swap support (CONFIG_SWAP): %w (%w)", p, err, errdefs.ErrNotImplemented)
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("swapon %s: %w (%w)", p, err, errdefs.ErrPermissionDenied)
 	}

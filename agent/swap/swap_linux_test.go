@@ -169,7 +169,7 @@ func TestSwaponErrorsClassified(t *testing.T) {
 	p := filepath.Join(r.files, "swap")
 	writeFile(t, p, make([]byte, 16*4096))
 	for errno, class := range map[unix.Errno]func(error) bool{
-		unix.EBUSY: errdefs.IsAlreadyExists, unix.EINVAL: errdefs.IsFailedPrecondition, unix.EPERM: errdefs.IsPermissionDenied,
+		unix.EBUSY: errdefs.IsAlreadyExists, unix.EINVAL: errdefs.IsFailedPrecondition, unix.EPERM: errdefs.IsPermissionDenied, unix.ENOSYS: errdefs.IsNotImplemented,
 	} {
 		r.sw.err = errno
 		err := r.m.AddPath(p)
