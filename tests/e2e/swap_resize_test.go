@@ -218,7 +218,9 @@ func TestSwapAndResize(t *testing.T) {
 	})
 }
 
-// mkfsExt4Size writes an empty ext4 image of size bytes at img.
+// mkfsExt4Size writes an empty ext4 image of size bytes at img, with 4 KiB
+// blocks (mkfs picks 1 KiB for small images): a swap file's extents are
+// then page-aligned and every page of it counts as swap.
 func mkfsExt4Size(t *testing.T, img string, size int64) {
 	t.Helper()
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
@@ -227,7 +229,7 @@ func mkfsExt4Size(t *testing.T, img string, size int64) {
 	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mkfs.ext4", "-F", "-q", img).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mkfs.ext4", "-F", "-q", "-b", "4096", img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4 (install e2fsprogs): %v: %s", err, out)
 	}
 }
