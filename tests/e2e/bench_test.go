@@ -196,8 +196,12 @@ var bootLine = regexp.MustCompile(`"msg":"serving".*"boot":"([^"]*)"`)
 
 // agentBootRun boots the agent image and returns QEMU start to Check
 // SERVING, and the agent's own start-up breakdown from its console log.
-func agentBootRun(tb testing.TB) (time.Duration, string) {
-	vm := bootVM(tb, "")
+func agentBootRun(tb testing.TB) (time.Duration, string) { return agentBootRunWith(tb, "") }
+
+// agentBootRunWith is agentBootRun with another initramfs ("" for the
+// image's).
+func agentBootRunWith(tb testing.TB, initrdPath string) (time.Duration, string) {
+	vm := bootVM(tb, initrdPath)
 	defer vm.Close()
 	c := dialUntil(tb, vm, agentPort)
 	tc := ttrpc.NewClient(c)
