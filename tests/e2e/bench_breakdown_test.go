@@ -135,6 +135,7 @@ type memSnapshot struct {
 	reserve float64            // bytes: the zones' high watermarks and lowmem protection
 	agent   map[string]rssAnon
 	low     float64 // bytes: the zones' low watermarks
+	pcp     float64 // bytes: free pages on the per-CPU lists, which MemFree leaves out
 	// rawMeminfo and rawAnon (the agent's mappings with anonymous
 	// pages, smaps header and counters) go to the log as they are.
 	rawMeminfo, rawAnon string
@@ -159,7 +160,9 @@ func (c *guestConsole) snapshot(tb testing.TB) memSnapshot {
 			s.meminfo[strings.TrimSuffix(f[0], ":")] = v
 		}
 	}
-	s.reserve, s.low = zoneReserve(c.run(tb, "cat /proc/zoneinfo"))
+	zi := c.run(tb, "cat /proc/zoneinfo")
+	s.reserve, s.low = zoneReserve(zi)
+	s.pcp = pcpFree(zi)
 	smaps := c.run(tb, "cat /proc/1/smaps")
 	s.agent = smapsByKind(smaps)
 	s.rawAnon = anonMappings(smaps)
@@ -221,6 +224,18 @@ func zoneReserve(zoneinfo string) (reserve, lowWmark float64) {
 	}
 	flush()
 	return total * 4096, lowSum * 4096
+}
+
+// pcpFree sums the "count:" of every per-CPU pageset in /proc/zoneinfo.
+func pcpFree(zoneinfo string) float64 {
+	var n float64
+	for _, l := range strings.Split(zoneinfo, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "count:" {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			n += v
+		}
+	}
+	return n * 4096
 }
 
 // smapsByKind sums Rss and Anonymous per kind of mapping: the binary's
@@ -310,6 +325,7 @@ func breakdownRows(a, b memSnapshot) [][3]string {
 		{"zone reserve (watermarks, held back)", func(s memSnapshot) float64 { return s.reserve }},
 		// MemAvailable counts file cache and reclaimable slab as
 		// available only above min(half, the low watermarks).
+		{"free pages on per-CPU lists (not in MemFree)", func(s memSnapshot) float64 { return s.pcp }},
 		{"file cache held back by MemAvailable", func(s memSnapshot) float64 {
 			return min((s.meminfo["Active(file)"]+s.meminfo["Inactive(file)"])/2, s.low)
 		}},
