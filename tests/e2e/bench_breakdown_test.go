@@ -275,12 +275,17 @@ func smapsByKind(smaps string) map[string]rssAnon {
 				kind = "kernel " + path
 			case path != "":
 				kind = "file " + path
-			case lo >= 0xc000000000 && hi <= 0xc100000000:
-				kind = "Go heap arena"
-			case hi-lo >= 8<<20 && hi-lo <= 9<<20:
+			// The Go heap's arenas are mapped at the runtime's hints,
+			// below the mmap area (0x7f...); pthread stacks are 8 MiB
+			// mappings there, glibc's thread arenas 64 MiB aligned.
+			case hi < 0x7f0000000000:
+				kind = "Go heap (arena)"
+			case hi-lo == 8<<20:
 				kind = "thread stacks (pthread)"
+			case lo%(64<<20) == 0 && hi-lo <= 1<<20:
+				kind = "C malloc thread arenas"
 			default:
-				kind = "other anonymous (Go runtime metadata, ...)"
+				kind = "other anonymous (Go runtime metadata)"
 			}
 			prevEnd, prevKind = hi, kind
 			continue

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -286,6 +287,7 @@ func BenchmarkBudgets(b *testing.B) {
 	}
 	time.Sleep(2 * time.Second)
 	idle := s.agentMemory(b)
+	settledUsed, settledAfter := s.settledGuestUsed(b)
 
 	// ReadStdout at the shim's read size.
 	rsRate, rtt := s.readStdoutRate(b)
@@ -323,13 +325,14 @@ func BenchmarkBudgets(b *testing.B) {
 			note: fmt.Sprintf("agent threads %.0f at idle, %.0f after", idle.threads, after.threads)},
 		benchRow{what: "agent VmRSS idle / after " + strconv.Itoa(cycles) + " lifecycles", ours: mib(after.rss),
 			anchor: mib(idle.rss) + " at idle", ratio: "-", budget: "<= 8.00 MiB"},
-		benchRow{what: "guest used memory (MemTotal-MemAvailable)", ours: mib(idle.guestUsed),
+		benchRow{what: "guest used memory (MemTotal-MemAvailable)", ours: mib(settledUsed),
 			anchor: "-", ratio: "-", budget: "<= 24.00 MiB",
-			note: fmt.Sprintf("at idle after CreateSandbox; %s after the lifecycles", mib(after.guestUsed))},
+			note: fmt.Sprintf("idle after CreateSandbox once settled (%s); %s 2 s after CreateSandbox, while the kernel's per-CPU free lists still drain; %s after the lifecycles (see BenchmarkGuestBreakdown)",
+				settledAfter.Round(time.Second), mib(idle.guestUsed), mib(after.guestUsed))},
 	)
 	b.ReportMetric(after.anon/(1<<20), "agent-RssAnon-MiB")
 	b.ReportMetric(after.rss/(1<<20), "agent-VmRSS-MiB")
-	b.ReportMetric(idle.guestUsed/(1<<20), "guest-used-MiB")
+	b.ReportMetric(settledUsed/(1<<20), "guest-used-MiB")
 
 	// Exec latency in a long-running container.
 	s.createContainer(b, "bench-sleeper", []string{"sleep", "3600"})
@@ -391,6 +394,30 @@ func (s *suite) agentMemory(tb testing.TB) agentMem {
 		rss:       metricValue(tb, m.Metrics, "kata_agent_rss_bytes"),
 		guestUsed: total - avail,
 		threads:   metricValue(tb, m.Metrics, "kata_agent_threads"),
+	}
+}
+
+// settledGuestUsed polls the guest's used memory every second until three
+// readings in a row stay within 0.1 MiB (at most 30 s) and returns the
+// last one and when it was reached. Right after boot the kernel keeps
+// freed pages on its per-CPU lists (8.5 MiB measured 2 s after
+// CreateSandbox), which MemAvailable does not count and which it drains
+// over the following seconds: the idle figure is the settled one.
+func (s *suite) settledGuestUsed(tb testing.TB) (float64, time.Duration) {
+	start := time.Now()
+	prev, stable := -1.0, 0
+	for {
+		u := s.agentMemory(tb).guestUsed
+		if prev >= 0 && math.Abs(u-prev) < 0.1*(1<<20) {
+			stable++
+		} else {
+			stable = 0
+		}
+		prev = u
+		if stable >= 2 || time.Since(start) > 30*time.Second {
+			return u, time.Since(start)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
