@@ -25,7 +25,9 @@ lint-e2e:
 	$(GO) vet -tags e2e ./tests/e2e/...
 	$(GO) tool staticcheck -tags e2e ./tests/e2e/...
 
-# bench: measured in the guest under QEMU (see tests/e2e/bench_test.go).
+# bench: measured in the guest under QEMU (see tests/e2e/bench_test.go);
+# BenchmarkGuestBreakdown (bench_breakdown_test.go) follows the table with
+# where the guest's and the agent's memory goes.
 # The lifecycle row's anchor is runc, built static from the runc version
 # the agent links (go.mod), run in the same guest.
 .PHONY: bench bench-runc
@@ -35,4 +37,4 @@ bench-runc:
 
 bench: image bench-runc
 	E2E_REQUIRE=1 E2E_IMAGE_DIR=$(E2E_IMAGE_DIR) BENCH_RUNC=$(CURDIR)/$(BIN)/bench/runc BENCH_AGENT=$(CURDIR)/$(BIN)/kata-agent \
-		$(GO) test -count=1 -tags e2e -run '^$$' -bench BenchmarkBudgets -benchtime 1x -timeout 40m ./tests/e2e/
+		$(GO) test -count=1 -tags e2e -run '^$$' -bench 'BenchmarkBudgets|BenchmarkGuestBreakdown' -benchtime 1x -timeout 40m ./tests/e2e/

@@ -2,8 +2,9 @@
 // 140 mode as the guest kernel.
 //
 // The kernel's mode comes from fips=1 on the command line and shows in
-// /proc/sys/crypto/fips_enabled; the agent's from crypto/fips140 (on by
-// default when built with GOFIPS140=v1.0.0, off with GODEBUG=fips140=off).
+// /proc/sys/crypto/fips_enabled; the agent's from crypto/fips140 (the agent
+// is built with GOFIPS140=v1.0.0 and a //go:debug fips140=off default;
+// GODEBUG=fips140=on turns it on).
 // FIPS mode is a property of the node: one image serves both kinds, the host
 // adds fips=1 on FIPS nodes, and the agent, as PID 1, re-executes itself with
 // the GODEBUG that Follow computes so that its mode matches the kernel's.

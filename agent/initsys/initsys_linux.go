@@ -42,9 +42,10 @@ type Sys interface {
 	PowerOff() error
 }
 
-// EnvNewRoot marks the second start of PID 1, after the move to a root
-// that allows pivot_root; it is removed from the environment at once so
-// that no child inherits it.
+// EnvNewRoot marks the second start of PID 1 (a re-exec, see
+// Options.Reexec), so that it neither moves the root nor re-executes
+// again; it is removed from the environment at once so that no child
+// inherits it.
 const EnvNewRoot = "SANDBOX_GUEST_NEWROOT"
 
 // newRootDir is where the bind of the initramfs root is built.
@@ -76,8 +77,9 @@ type Options struct {
 	// that Go reads only at process start, such as GODEBUG's fips140,
 	// take effect this way.
 	ReexecEnv []string
-	// Reexec asks for the re-exec on the first start even when the root
-	// needs no move, so that ReexecEnv takes effect.
+	// Reexec asks for a re-exec on the first start (after the root move,
+	// if any), so that ReexecEnv takes effect. Without it PID 1 runs on in
+	// the same process.
 	Reexec bool
 }
 
@@ -114,8 +116,8 @@ const (
 )
 
 // Setup prepares the system. As PID 1 it mounts the kernel filesystems,
-// moves to a root that allows pivot_root (re-executing the agent, so on
-// success the first call does not return), makes itself a session leader
+// moves to a root that allows pivot_root, re-executes the agent when asked
+// (Reexec: on success the first call does not return), makes itself a session leader
 // and brings up loopback; in every mode it sets the agent's OOM score.
 // Steps that fail are reported together; only failures that leave the
 // system unusable for containers abort the rest.
@@ -133,8 +135,9 @@ func Setup(o Options) error {
 				return fmt.Errorf("PID 1 setup: %w", err)
 			}
 			if need {
-				// Returns only on failure.
-				return fmt.Errorf("PID 1 setup: %w", moveRootAndReexec(s, o))
+				if err := moveRoot(s, o.Log); err != nil {
+					return fmt.Errorf("PID 1 setup: %w", err)
+				}
 			}
 			if o.Reexec {
 				return fmt.Errorf("PID 1 setup: %w", reexec(s, o))
@@ -359,10 +362,13 @@ func rootNeedsMove(s Sys) (bool, error) {
 	return true, nil
 }
 
-// moveRootAndReexec binds the initramfs root onto /newroot (a mount with a
-// parent), moves the kernel filesystems under it, makes it the root and
-// starts the agent again from there, marked so that it does not loop.
-func moveRootAndReexec(s Sys, o Options) error {
+// moveRoot binds the initramfs root onto /newroot (a mount with a parent),
+// moves the kernel filesystems under it and makes it the root. No re-exec
+// is needed: every thread of the process shares one root (Go creates its
+// threads with CLONE_FS), and /proc/self/exe, which libcontainer starts
+// container inits from, is the same file in the bind. Skipping a second Go
+// start saves about 0.1 s of boot under TCG.
+func moveRoot(s Sys, log *slog.Logger) error {
 	if err := s.MkdirAll(newRootDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", newRootDir, err)
 	}
@@ -402,8 +408,8 @@ func moveRootAndReexec(s Sys, o Options) error {
 	if err := s.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
 	}
-	o.Log.Info("moved to a pivot_root-capable root; restarting")
-	return reexec(s, o)
+	log.Info("moved to a pivot_root-capable root")
+	return nil
 }
 
 // reexec starts the agent again with ReexecEnv applied, marked so that it

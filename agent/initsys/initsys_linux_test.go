@@ -29,6 +29,7 @@ type fakeSys struct {
 	execErr error
 	failOn  map[string]error // call prefix -> error
 	execEnv []string         // environment of the last Exec
+	cwd     string
 }
 
 type fakeMount struct{ point, fstype string }
@@ -66,6 +67,19 @@ func (f *fakeSys) Mount(source, target, fstype string, flags uintptr, data strin
 		return err
 	}
 	switch {
+	case flags&unix.MS_MOVE != 0 && source == "." && target == "/":
+		// The mount at the working directory becomes the root; what is
+		// outside it drops out of this process's mount table.
+		var kept []fakeMount
+		for _, m := range f.mounts {
+			switch {
+			case m.point == f.cwd:
+				kept = append(kept, fakeMount{"/", m.fstype})
+			case strings.HasPrefix(m.point, f.cwd+"/"):
+				kept = append(kept, fakeMount{strings.TrimPrefix(m.point, f.cwd), m.fstype})
+			}
+		}
+		f.mounts = kept
 	case flags&unix.MS_MOVE != 0:
 		for i := range f.mounts {
 			if f.mounts[i].point == source {
@@ -142,7 +156,7 @@ func (f *fakeSys) WriteFile(path string, data []byte) error {
 	f.files[path] = data
 	return f.rec("write %s %s", path, data)
 }
-func (f *fakeSys) Chdir(dir string) error  { return f.rec("chdir %s", dir) }
+func (f *fakeSys) Chdir(dir string) error  { f.cwd = dir; return f.rec("chdir %s", dir) }
 func (f *fakeSys) Chroot(dir string) error { return f.rec("chroot %s", dir) }
 func (f *fakeSys) Exec(path string, argv, env []string) error {
 	f.execEnv = env
@@ -175,9 +189,48 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
+// The first start from the initramfs moves the root and goes on in the
+// same process: no second Go start unless a re-exec is asked for.
+func TestSetupFirstStartMovesRootWithoutReexec(t *testing.T) {
+	f := newFakeSys("rootfs")
+	f.files["/dev/ptmx"] = nil
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(),
+		Getenv: env(nil), Environ: func() []string { return []string{"PATH=/bin"} }, Args: []string{"/init"},
+		FlushLog: func() { f.rec("flush log") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	move := []string{
+		fmt.Sprintf("mount proc /proc proc %#x ", nosuidNodevNoexec),
+		fmt.Sprintf("mount sysfs /sys sysfs %#x ", nosuidNodevNoexec),
+		fmt.Sprintf("mount devtmpfs /dev devtmpfs %#x mode=0755", unix.MS_NOSUID),
+		fmt.Sprintf("mount / /newroot  %#x ", unix.MS_BIND),
+		fmt.Sprintf("mount /dev /newroot/dev  %#x ", unix.MS_MOVE),
+		fmt.Sprintf("mount /proc /newroot/proc  %#x ", unix.MS_MOVE),
+		fmt.Sprintf("mount /sys /newroot/sys  %#x ", unix.MS_MOVE),
+		"chdir /newroot",
+		fmt.Sprintf("mount . /  %#x ", unix.MS_MOVE),
+		"chroot .",
+		"chdir /",
+	}
+	if len(f.calls) < len(move) || !slices.Equal(f.calls[:len(move)], move) {
+		t.Fatalf("calls:\n%s\nwant first:\n%s", strings.Join(f.calls, "\n"), strings.Join(move, "\n"))
+	}
+	if f.hasPrefix("exec") || f.hasPrefix("flush log") {
+		t.Fatalf("re-executed without being asked:\n%s", strings.Join(f.calls, "\n"))
+	}
+	// The rest of the set-up runs in the moved root.
+	f.has(t, fmt.Sprintf("mount tmpfs /run tmpfs %#x mode=0755", unix.MS_NOSUID|unix.MS_NODEV))
+	f.has(t, fmt.Sprintf("mount cgroup2 /sys/fs/cgroup cgroup2 %#x ", nosuidNodevNoexec))
+	f.has(t, "setsid")
+	f.has(t, "linkup lo")
+}
+
+// With Reexec the move comes first, then the re-exec, marked so that it
+// does not loop, after the queued log lines got out.
 func TestSetupFirstStartMovesRootAndReexecs(t *testing.T) {
 	f := newFakeSys("rootfs")
-	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(),
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(), Reexec: true,
 		Getenv: env(nil), Environ: func() []string { return []string{"PATH=/bin"} }, Args: []string{"/init"},
 		FlushLog: func() { f.rec("flush log") }})
 	if !errors.Is(err, errExec) {
@@ -207,7 +260,7 @@ func TestSetupFirstStartMovesRootAndReexecs(t *testing.T) {
 // through GODEBUG), replacing inherited variables of the same name.
 func TestSetupReexecEnv(t *testing.T) {
 	f := newFakeSys("rootfs")
-	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(), Getenv: env(nil),
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(), Getenv: env(nil), Reexec: true,
 		Environ:   func() []string { return []string{"HOME=/", "GODEBUG=x=1"} },
 		ReexecEnv: []string{"GODEBUG=x=1,fips140=off", "PATH=/bin"}, Args: []string{"/init"}})
 	if !errors.Is(err, errExec) {

@@ -156,6 +156,8 @@ type trackedConn struct {
 	srv *Server
 
 	rd frameScanner // Read runs in ttrpc's one receive goroutine
+	// out: ttrpc's one sending goroutine writes (ttrpc's channel.send).
+	out frameWriter
 
 	mu       sync.Mutex
 	wr       frameScanner
@@ -187,7 +189,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	n, err := c.out.write(c.Conn, p) // coalesce.go
 	replied := false
 	c.mu.Lock()
 	c.wr.scan(p[:n], func(id uint32, typ byte, peek []byte) {

@@ -1,10 +1,12 @@
 package wiring
 
 import (
+	"errors"
 	"net"
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -94,6 +96,16 @@ func (l trimListener) Accept() (net.Conn, error) {
 type trimConn struct {
 	net.Conn
 	q *quietTrim
+}
+
+// SyscallConn passes the connection's descriptor on, so that the server
+// can gather a frame's pieces into one write (agent/server/coalesce.go);
+// reads through it would bypass the poke, and the server makes none.
+func (c trimConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (c trimConn) Read(p []byte) (int, error) {

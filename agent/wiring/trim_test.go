@@ -1,8 +1,10 @@
 package wiring
 
 import (
+	"errors"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,3 +87,39 @@ func TestHeapAllocatedGrows(t *testing.T) {
 }
 
 var sink []byte
+
+// The trim's connection wrapper keeps the descriptor reachable: the
+// server gathers a reply's pieces into one write through it.
+func TestTrimConnPassesSyscallConn(t *testing.T) {
+	l, err := net.Listen("unix", t.TempDir()+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	q := newQuietTrim(time.Hour, 1)
+	go func() {
+		c, err := net.Dial("unix", l.Addr().String())
+		if err == nil {
+			defer c.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	c, err := q.listener(l).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		t.Fatal("accepted connection hides SyscallConn")
+	}
+	if _, err := sc.SyscallConn(); err != nil {
+		t.Fatalf("SyscallConn: %v", err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := (trimConn{a, q}).SyscallConn(); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("pipe: err = %v, want ErrUnsupported", err)
+	}
+}

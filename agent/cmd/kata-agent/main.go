@@ -1,3 +1,10 @@
+// Go's FIPS 140-3 module is built in (GOFIPS140) but off by default: FIPS
+// is the exception (the host adds fips=1 on FIPS nodes), and Go reads
+// fips140 only at process start, so a default of on cost every boot a
+// re-exec of PID 1 and the module's self-tests. On a fips=1 kernel PID 1
+// re-executes itself with GODEBUG=fips140=on (see pid1Env).
+//go:debug fips140=off
+
 // Command kata-agent is the guest agent: PID 1 of a pod VM (or a root daemon
 // on a development host) serving the Kata agent API over ttrpc.
 package main

@@ -1,0 +1,48 @@
+//go:build cpuprofile
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"time"
+)
+
+// A profiling build (go build -tags cpuprofile), never the image's: with
+// SANDBOX_GUEST_CPUPROFILE=<file> in the environment (for PID 1, on the
+// kernel command line) the agent profiles its CPU for
+// SANDBOX_GUEST_CPUPROFILE_SECONDS (default 20) from the moment the file's
+// directory exists (a shared directory mounted by CreateSandbox), so that
+// the guest's profile lands on the host. BenchmarkReadStdoutProfile uses it.
+func init() {
+	path := os.Getenv("SANDBOX_GUEST_CPUPROFILE")
+	if path == "" || os.Getpid() != 1 {
+		return
+	}
+	secs, err := strconv.Atoi(os.Getenv("SANDBOX_GUEST_CPUPROFILE_SECONDS"))
+	if err != nil || secs <= 0 {
+		secs = 20
+	}
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Dir(path)); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		f, err := os.Create(path + ".tmp")
+		if err != nil {
+			return
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return
+		}
+		time.Sleep(time.Duration(secs) * time.Second)
+		pprof.StopCPUProfile()
+		f.Close()
+		_ = os.Rename(path+".tmp", path)
+	}()
+}

@@ -1,0 +1,101 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandbox-guest/sandbox-guest/host/vmm"
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
+)
+
+// BenchmarkBootAB compares the boot row for several initramfs images in
+// one run: BENCH_INITRDS="label=path,label=path" (an empty path is the
+// image's own), each booted BENCH_BOOTS times, in turn with the floor, so
+// that the machine's drifting load hits all alike. It is how a start-up
+// change (or the initramfs compression) is measured before and after.
+func BenchmarkBootAB(b *testing.B) {
+	boots := envInt(b, "BENCH_BOOTS", 3)
+	spec := os.Getenv("BENCH_INITRDS")
+	if spec == "" {
+		spec = "image="
+	}
+	type variant struct {
+		label, path string
+		boots       []time.Duration
+		steps       []string
+	}
+	var vs []*variant
+	for _, f := range strings.Split(spec, ",") {
+		label, path, _ := strings.Cut(f, "=")
+		vs = append(vs, &variant{label: label, path: path})
+	}
+	floorInitrd := buildFloor(b)
+	var floor []time.Duration
+	for i := 0; i < boots; i++ {
+		fb, _ := floorRun(b, floorInitrd)
+		floor = append(floor, fb)
+		for _, v := range vs {
+			d, steps := agentBootRunWith(b, v.path)
+			v.boots, v.steps = append(v.boots, d), append(v.steps, steps)
+			b.Logf("boot %d %s: %v (floor %v) %s", i+1, v.label, d.Round(time.Millisecond), fb.Round(time.Millisecond), steps)
+		}
+	}
+	fm := median(floor)
+	fmt.Printf("\n%-24s %12s %8s\n", "initramfs", "boot median", "ratio")
+	fmt.Printf("%-24s %12s %8s\n", "floor", ms(fm), "-")
+	for _, v := range vs {
+		m := median(v.boots)
+		fmt.Printf("%-24s %12s %7.2fx\n", v.label, ms(m), float64(m)/float64(fm))
+		b.ReportMetric(float64(m)/float64(fm), v.label+"-ratio")
+	}
+}
+
+// BenchmarkReadStdoutAB compares the ReadStdout row for several initramfs
+// images (BENCH_INITRDS as for BenchmarkBootAB), BENCH_ROUNDS rounds
+// (default 2) of one boot each in turn, so that a change to the stdio
+// path is measured before and after under the same drifting load.
+func BenchmarkReadStdoutAB(b *testing.B) {
+	rounds := envInt(b, "BENCH_ROUNDS", 2)
+	spec := os.Getenv("BENCH_INITRDS")
+	if spec == "" {
+		spec = "image="
+	}
+	type variant struct {
+		label, path string
+		rates       []float64
+	}
+	var vs []*variant
+	for _, f := range strings.Split(spec, ",") {
+		label, path, _ := strings.Cut(f, "=")
+		vs = append(vs, &variant{label: label, path: path})
+	}
+	for i := 0; i < rounds; i++ {
+		for _, v := range vs {
+			var opts []vmm.Option
+			if v.path != "" {
+				opts = append(opts, vmm.WithInitrd(v.path))
+			}
+			s := bootSuite(b, opts...)
+			_, err := s.cli.Agent.CreateSandbox(s.benchCtx(b), &pb.CreateSandboxRequest{
+				Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
+			})
+			check(b, "CreateSandbox", err)
+			rate, rtt := s.readStdoutRate(b)
+			v.rates = append(v.rates, rate)
+			b.Logf("round %d %s: ReadStdout %.1f MB/s, Check %.2f ms", i+1, v.label, rate, float64(rtt)/1e6)
+			_ = s.vm.Close()
+		}
+	}
+	fmt.Printf("\n%-24s %16s\n", "initramfs", "ReadStdout median")
+	for _, v := range vs {
+		m := medianF(v.rates)
+		fmt.Printf("%-24s %11.1f MB/s\n", v.label, m)
+		b.ReportMetric(m, v.label+"-MB/s")
+	}
+}

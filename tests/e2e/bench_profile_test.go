@@ -1,0 +1,69 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sandbox-guest/sandbox-guest/host/vmm"
+	"github.com/sandbox-guest/sandbox-guest/image-builder/initrd"
+	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
+	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
+)
+
+// BenchmarkReadStdoutProfile profiles the agent in the guest while it
+// serves the ReadStdout row. BENCH_PROFILE_AGENT is an agent built with
+// -tags cpuprofile (agent/cmd/kata-agent/cpuprofile.go); the CPU profile
+// is written through the shared directory to BENCH_PROFILE_OUT (default
+// readstdout-cpu.pprof in the working directory), to read with
+// `go tool pprof -top <agent> <profile>`.
+func BenchmarkReadStdoutProfile(b *testing.B) {
+	agent := os.Getenv("BENCH_PROFILE_AGENT")
+	if agent == "" {
+		b.Skip("BENCH_PROFILE_AGENT unset (an agent built with -tags cpuprofile)")
+	}
+	out := os.Getenv("BENCH_PROFILE_OUT")
+	if out == "" {
+		out = "readstdout-cpu.pprof"
+	}
+	img := filepath.Join(b.TempDir(), "initrd-profile.img")
+	if _, err := initrd.Build(initrd.Options{Agent: agent, RootfsDir: filepath.Join("..", "..", "rootfs"),
+		Compression: initrd.Zstd, Output: img}); err != nil {
+		b.Fatalf("profiling initramfs: %v", err)
+	}
+	const secs = "25"
+	s := bootSuite(b, vmm.WithInitrd(img), vmm.WithAppend(
+		"SANDBOX_GUEST_CPUPROFILE="+fixture.GuestSharedDir+"prof/cpu.pprof",
+		"SANDBOX_GUEST_CPUPROFILE_SECONDS="+secs))
+	// The directory appears in the guest with the share's mount: the
+	// profile starts at CreateSandbox.
+	if err := os.MkdirAll(filepath.Join(s.share, "prof"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	ctx := s.benchCtx(b)
+	_, err := s.cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{
+		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
+	})
+	check(b, "CreateSandbox", err)
+	rate, rtt := s.readStdoutRate(b)
+	b.Logf("ReadStdout %.1f MB/s, Check %.2f ms", rate, float64(rtt)/1e6)
+	prof := filepath.Join(s.share, "prof", "cpu.pprof")
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		data, err := os.ReadFile(prof)
+		if err == nil {
+			if err := os.WriteFile(out, data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("profile: %s", out)
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("no profile from the guest: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
