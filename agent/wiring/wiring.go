@@ -128,6 +128,7 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 		// then powers off.
 		StopAfterDestroy: s.isInit,
 		Streams:          s.streams,
+		AgentLog:         s.agentLog,
 	})
 	if err != nil {
 		a.Close()
