@@ -15,18 +15,21 @@ const (
 
 // Ring keeps the most recent log lines in memory, bounded both by a number
 // of lines and by their total size, so that diagnostics can fetch them
-// from the agent when no host was reading its log. Write is cheap and
-// never waits on anything but a short critical section (a slot update):
-// the copy of the line is made before the lock is taken, and readers copy
-// only slice headers under it.
+// from the agent when no host was reading its log. The lines live in one
+// circular byte buffer allocated up front: Write allocates nothing and
+// holds the lock only to copy the line in; a reader copies the bytes out
+// under it (at most the byte bound).
 type Ring struct {
 	maxLines, maxBytes int
 
 	mu      sync.Mutex
-	lines   [][]byte // circular; lines[(start+i)%maxLines] for i < n
-	start   int
-	n       int
+	buf     []byte // circular, maxBytes long
+	starts  []int  // circular, maxLines long: offset in buf of each line
+	lens    []int
+	first   int    // index in starts of the oldest line
+	n       int    // lines held
 	size    int    // bytes held
+	next    int    // offset in buf of the next line
 	evicted uint64 // lines pushed out since start
 }
 
@@ -39,7 +42,8 @@ func NewRing(maxLines, maxBytes int) *Ring {
 	if maxBytes < 1 {
 		maxBytes = DefaultRingBytes
 	}
-	return &Ring{maxLines: maxLines, maxBytes: maxBytes, lines: make([][]byte, maxLines)}
+	return &Ring{maxLines: maxLines, maxBytes: maxBytes, buf: make([]byte, maxBytes),
+		starts: make([]int, maxLines), lens: make([]int, maxLines)}
 }
 
 // truncMark ends a line cut to fit the ring.
@@ -49,45 +53,66 @@ const truncMark = "...(truncated)\n"
 // A line larger than the whole ring is kept cut to the byte bound. It
 // always succeeds.
 func (r *Ring) Write(p []byte) (int, error) {
-	var line []byte
+	head, mark := p, ""
 	if len(p) > r.maxBytes {
-		keep := r.maxBytes - len(truncMark)
-		if keep < 0 {
-			keep = 0
+		mark = truncMark
+		if len(mark) > r.maxBytes {
+			mark = mark[:r.maxBytes]
 		}
-		line = make([]byte, 0, keep+len(truncMark))
-		line = append(append(line, p[:keep]...), truncMark...)
-		line = line[:min(len(line), r.maxBytes)]
-	} else {
-		line = append([]byte(nil), p...)
+		head = p[:r.maxBytes-len(mark)]
 	}
+	n := len(head) + len(mark)
 	r.mu.Lock()
-	for r.n > 0 && (r.n == r.maxLines || r.size+len(line) > r.maxBytes) {
-		r.size -= len(r.lines[r.start])
-		r.lines[r.start] = nil
-		r.start = (r.start + 1) % r.maxLines
+	for r.n > 0 && (r.n == r.maxLines || r.size+n > r.maxBytes) {
+		r.size -= r.lens[r.first]
+		r.first = (r.first + 1) % r.maxLines
 		r.n--
 		r.evicted++
 	}
-	r.lines[(r.start+r.n)%r.maxLines] = line
+	if r.n == 0 {
+		r.next = 0 // keeps a lone line in one piece
+	}
+	slot := (r.first + r.n) % r.maxLines
+	r.starts[slot], r.lens[slot] = r.next, n
+	r.next = r.put(r.put(r.next, head), []byte(mark))
 	r.n++
-	r.size += len(line)
+	r.size += n
 	r.mu.Unlock()
 	return len(p), nil
 }
 
-// Lines returns the lines held, oldest first, and how many older lines
-// were pushed out since the agent started. The lines are shared and must
-// not be modified.
+// put copies b into the buffer at off, wrapping at its end, and returns
+// the offset after it. Called with mu held.
+func (r *Ring) put(off int, b []byte) int {
+	c := copy(r.buf[off:], b)
+	if c < len(b) {
+		c = copy(r.buf, b[c:])
+		return c % r.maxBytes
+	}
+	return (off + c) % r.maxBytes
+}
+
+// Lines returns copies of the lines held, oldest first, and how many
+// older lines were pushed out since the agent started.
 func (r *Ring) Lines() (lines [][]byte, evicted uint64) {
 	r.mu.Lock()
-	out := make([][]byte, r.n)
-	for i := range out {
-		out[i] = r.lines[(r.start+i)%r.maxLines]
+	all := make([]byte, 0, r.size)
+	lens := make([]int, r.n)
+	for i := range r.n {
+		slot := (r.first + i) % r.maxLines
+		off, n := r.starts[slot], r.lens[slot]
+		end := min(off+n, r.maxBytes)
+		all = append(all, r.buf[off:end]...)
+		all = append(all, r.buf[:n-(end-off)]...)
+		lens[i] = n
 	}
 	evicted = r.evicted
 	r.mu.Unlock()
-	return out, evicted
+	lines = make([][]byte, len(lens))
+	for i, n := range lens {
+		lines[i], all = all[:n:n], all[n:]
+	}
+	return lines, evicted
 }
 
 // Text returns the lines held, oldest first, as one text with invalid

@@ -2,10 +2,12 @@ package logging
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -134,4 +136,58 @@ func joinLines(lines [][]byte) []byte {
 		b = append(b, l...)
 	}
 	return b
+}
+
+// The cost a log line pays for the ring, alone and behind the JSON
+// handler with the switch (as kata-agent logs).
+func BenchmarkRingWrite(b *testing.B) {
+	r := NewRing(0, 0)
+	line := []byte(`{"time":"2026-12-01T03:00:00.000000000Z","level":"WARN","msg":"request failed","method":"/grpc.AgentService/StartContainer","error":"container \"x\": not found"}` + "\n")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		r.Write(line)
+	}
+}
+
+func BenchmarkLogLine(b *testing.B) {
+	for _, withRing := range []bool{false, true} {
+		name := "switch"
+		if withRing {
+			name = "ring+switch"
+		}
+		b.Run(name, func(b *testing.B) {
+			sw := NewSwitch(io.Discard)
+			var w io.Writer = sw
+			if withRing {
+				w = io.MultiWriter(NewRing(0, 0), sw)
+			}
+			log := New(w, slog.LevelInfo)
+			b.ReportAllocs()
+			for b.Loop() {
+				log.Warn("request failed", "method", "/grpc.AgentService/StartContainer", "error", "not found")
+				if sw.pending.Load() > maxQueuedLines/2 {
+					sw.Flush(time.Second)
+				}
+			}
+			sw.Flush(time.Second)
+		})
+	}
+}
+
+// A line that crosses the end of the buffer comes back whole.
+func TestRingLineAcrossTheBufferEnd(t *testing.T) {
+	r := NewRing(10, 10)
+	for _, l := range []string{"ab\n", "cdefg\n", "hij\n"} {
+		r.Write([]byte(l))
+	}
+	lines, evicted := r.Lines()
+	if got := string(joinLines(lines)); got != "cdefg\nhij\n" || len(lines) != 2 || evicted != 1 {
+		t.Fatalf("lines %q (%d) evicted %d", got, len(lines), evicted)
+	}
+	// The returned lines are copies: the ring's next writes leave them be.
+	r.Write([]byte("0123456789"))
+	if string(lines[1]) != "hij\n" {
+		t.Fatalf("a returned line changed to %q", lines[1])
+	}
 }

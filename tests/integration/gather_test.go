@@ -27,6 +27,7 @@ func TestAgentctlGather(t *testing.T) {
 	a := startAgent(t, wiring.WithLog(logging.New(ring, slog.LevelInfo)), wiring.WithAgentLog(ring))
 	a.run("g-run", a.spec(false, "/bin/sleep", "1000"))
 	a.run("g-done", a.spec(false, "/bin/sh", "-c", "exit 4"))
+	a.create("g-new", a.spec(false, "/bin/true"))
 	if code := a.wait("g-done", "g-done"); code != 4 {
 		t.Fatalf("g-done exit status %d", code)
 	}
@@ -70,6 +71,11 @@ func TestAgentctlGather(t *testing.T) {
 	}
 	if done["state"] != "stopped" || done["exit_code"] != 4.0 {
 		t.Errorf("g-done state %v", done)
+	}
+	var created map[string]any
+	json.Unmarshal([]byte(m["containers/g-new/state.json"]), &created)
+	if created["state"] != "created" {
+		t.Errorf("g-new state %v", created)
 	}
 	var stats map[string]any
 	if err := json.Unmarshal([]byte(m["containers/g-run/stats.json"]), &stats); err != nil || stats["cgroup_stats"] == nil {
