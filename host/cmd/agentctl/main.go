@@ -19,6 +19,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
@@ -142,7 +143,9 @@ type streamResult struct {
 // command's.
 func captureStreams(run func(context.Context, *agentclient.Client, []string) error) func(context.Context, *agentclient.Client, []string) error {
 	return func(ctx context.Context, c *agentclient.Client, args []string) error {
-		var o, e strings.Builder
+		// Output copiers can outlive run (a background process holding
+		// the output open past the drain bound): the buffers are locked.
+		var o, e lockedBuffer
 		realOut, realErr := out, errOut
 		out, errOut = &o, &e
 		err := run(ctx, c, args)
@@ -188,4 +191,22 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// lockedBuffer is a buffer safe for concurrent writers and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
