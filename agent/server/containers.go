@@ -21,8 +21,9 @@ import (
 // containerHandlers serves the sandbox, container, process and stdio RPCs
 // by translating them for package sandbox.
 type containerHandlers struct {
-	sb      *sandbox.Sandbox
-	streams streamSource
+	sb       *sandbox.Sandbox
+	streams  streamSource
+	agentLog AgentLog // nil: GetDiagnosticData "agent_log" refused
 }
 
 // streamSource hands out the stream-port connections a request names: a

@@ -54,6 +54,9 @@ type Options struct {
 	// Streams hands out stream-port connections (agent.passfd_listener_port);
 	// nil refuses requests that name stream ports.
 	Streams *container.StreamBroker
+	// AgentLog serves GetDiagnosticData "agent_log" (a *logging.Ring);
+	// nil refuses it.
+	AgentLog AgentLog
 
 	// Hotplug onlines CPUs and memory and reports memory hot-plug details
 	// in GetGuestDetails (a *hotplug.Onliner).

@@ -97,7 +97,7 @@ func newAgentService(opts Options, log *slog.Logger) *agentService {
 	}
 	guest := &guestHandlers{memory: noMemoryInfo{}, info: opts.AgentInfo}
 	if opts.Sandbox != nil {
-		h := &containerHandlers{sb: opts.Sandbox, streams: noStreams{}}
+		h := &containerHandlers{sb: opts.Sandbox, streams: noStreams{}, agentLog: opts.AgentLog}
 		if opts.Streams != nil {
 			h.streams = opts.Streams
 		}

@@ -38,6 +38,7 @@ type settings struct {
 	system      server.System
 	mark        func(step string)
 	streams     *container.StreamBroker
+	agentLog    server.AgentLog
 }
 
 // Option adjusts how the agent is put together.
@@ -90,3 +91,7 @@ func WithStreams(b *container.StreamBroker) Option { return func(s *settings) { 
 // the start-up steps with it): "storage+network", "reaper",
 // "sandbox+hotplug", "follow-hotplug".
 func WithStepMarks(mark func(step string)) Option { return func(s *settings) { s.mark = mark } }
+
+// WithAgentLog serves the agent's recent log lines (a *logging.Ring) as
+// GetDiagnosticData "agent_log"; without it that type is refused.
+func WithAgentLog(l server.AgentLog) Option { return func(s *settings) { s.agentLog = l } }

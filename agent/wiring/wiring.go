@@ -130,6 +130,7 @@ func New(cfg config.Config, opts ...Option) (*Agent, error) {
 		StopAfterDestroy: s.isInit,
 		Streams:          s.streams,
 		Swap:             swap.New(swap.Config{Devices: waiter, DevRoot: s.roots.Dev, FileRoot: s.roots.Kata}),
+		AgentLog:         s.agentLog,
 	})
 	if err != nil {
 		a.Close()

@@ -3911,7 +3911,9 @@ func (x *SetPolicyRequest) GetPolicy() string {
 
 type GetDiagnosticDataRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// What to collect; "termination_log" is the only kind known today.
+	// What to collect: upstream knows "termination_log" (needs container_id);
+	// this agent also serves "agent_log" and "agent_containers" (no
+	// container_id; protocols/contract/diagnostic.go). Others: InvalidArgument.
 	LogType       string `protobuf:"bytes,1,opt,name=log_type,json=logType,proto3" json:"log_type,omitempty"`
 	ContainerId   string `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	unknownFields protoimpl.UnknownFields

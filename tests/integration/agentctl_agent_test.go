@@ -96,7 +96,7 @@ func TestAgentctlHotplugAgainstAgent(t *testing.T) {
 	if rc != 0 {
 		t.Fatalf("guest-details rc=%d: %s", rc, stderr)
 	}
-	for _, line := range []string{"mem_block_size_bytes: 134217728 (0x8000000)", "support_mem_hotplug_probe: true", "version: " + version.Version, "extra_features: fips", "storage_handlers: " + strings.Join(storage.Drivers(), ",")} {
+	for _, line := range []string{"mem_block_size: 128 MiB (0x8000000)", "support_mem_hotplug_probe: true", "version: " + version.Version, "extra_features: fips", "storage_handlers: " + strings.Join(storage.Drivers(), ",")} {
 		if !strings.Contains(stdout, line+"\n") {
 			t.Errorf("guest-details lacks %q:\n%s", line, stdout)
 		}

@@ -242,7 +242,7 @@ func TestAgentctlRunFlags(t *testing.T) {
 		t.Fatalf("run with env and cwd: %q status %d", out, code)
 	}
 	out, code = a.ctl("stats", "kept")
-	if code != 0 || !strings.Contains(out, "memory.limit\t67108864\n") {
+	if code != 0 || !strings.Contains(out, "memory.limit\t64 MiB\n") {
 		t.Fatalf("kept container stats: %q status %d", out, code)
 	}
 	if _, code := a.ctl("rm", "kept"); code != 0 {

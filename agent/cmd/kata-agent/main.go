@@ -49,7 +49,7 @@ func main() {
 func run() int {
 	isInit := os.Getpid() == 1
 	boot := newBootSteps()
-	cfg, logSwitch, log := configure(isInit)
+	cfg, logSwitch, logRing, log := configure(isInit)
 	// Log lines are queued; write out what is left when the agent exits,
 	// re-executes or powers off (bounded: the destination may be stuck).
 	flushLog := func() { logSwitch.Flush(logFlushTimeout) }
@@ -103,7 +103,8 @@ func run() int {
 	}
 	boot.mark("listen")
 	agent, err := wiring.New(cfg, wiring.WithLog(log), wiring.AsInit(isInit), wiring.WithFIPS(fipsStatus.Agent),
-		wiring.WithStepMarks(boot.mark), wiring.WithStreams(listenStreams(ctx, cfg.PassfdListenerPort, log)))
+		wiring.WithStepMarks(boot.mark), wiring.WithStreams(listenStreams(ctx, cfg.PassfdListenerPort, log)),
+		wiring.WithAgentLog(logRing))
 	if err != nil {
 		log.Error("assemble the agent", "error", err)
 		return 1
@@ -139,8 +140,10 @@ func run() int {
 
 // configure reads the kernel command line and the environment (as PID 1
 // after mounting /proc, where the command line is) and sets up logging;
-// configuration errors are logged as warnings.
-func configure(isInit bool) (config.Config, *logging.Switch, *slog.Logger) {
+// configuration errors are logged as warnings. Every line also goes to a
+// ring of recent lines that diagnostics fetch (GetDiagnosticData
+// "agent_log"), whether or not a host reads the log port.
+func configure(isInit bool) (config.Config, *logging.Switch, *logging.Ring, *slog.Logger) {
 	if isInit {
 		if err := initsys.MountKernelFilesystems(nil); err != nil {
 			fmt.Fprintln(os.Stderr, "kata-agent:", err)
@@ -151,12 +154,13 @@ func configure(isInit bool) (config.Config, *logging.Switch, *slog.Logger) {
 	cfgErrs = append(cfgErrs, cfg.ApplyEnv(os.Getenv)...)
 
 	logSwitch := logging.NewSwitch(os.Stderr)
-	log := logging.New(logSwitch, cfg.LogLevel)
+	logRing := logging.NewRing(logging.DefaultRingLines, logging.DefaultRingBytes)
+	log := logging.New(io.MultiWriter(logRing, logSwitch), cfg.LogLevel)
 	slog.SetDefault(log)
 	for _, err := range cfgErrs {
 		log.Warn("configuration", "error", err)
 	}
-	return cfg, logSwitch, log
+	return cfg, logSwitch, logRing, log
 }
 
 // stopOnSignal calls cancel on SIGTERM or SIGINT.

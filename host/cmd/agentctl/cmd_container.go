@@ -36,13 +36,13 @@ var (
 )
 
 func init() {
-	register(&command{name: "run", streaming: true, run: runRun,
+	register(&command{name: "run", streaming: true, processOutput: true, run: runRun,
 		args:    "--rootfs DIR [--id ID] [--tty] [--env K=V]... [--cwd D] [--memory BYTES] [--keep] [--stream-port P] -- CMD...",
 		summary: "create and start a container, stream its stdio, exit with its status"})
-	register(&command{name: "exec", streaming: true, run: runExec,
+	register(&command{name: "exec", streaming: true, processOutput: true, run: runExec,
 		args: "ID [--tty] [--stream-port P] -- CMD...", summary: "run a process in a running container"})
 	register(&command{name: "kill", run: runKill, args: "ID [SIGNAL]", summary: "signal every process of a container (default TERM)"})
-	register(&command{name: "ps", run: runPs, args: "ID", summary: "list a container's processes (runs ps inside it)"})
+	register(&command{name: "ps", processOutput: true, run: runPs, args: "ID", summary: "list a container's processes (runs ps inside it)"})
 	register(&command{name: "stats", run: runStats, args: "ID", summary: "print a container's cgroup statistics"})
 	register(&command{name: "pause", run: runPause, args: "ID", summary: "freeze a container"})
 	register(&command{name: "resume", run: runResume, args: "ID", summary: "thaw a paused container"})
@@ -375,8 +375,10 @@ func runKill(ctx context.Context, c *agentclient.Client, args []string) error {
 			return err
 		}
 	}
-	_, err := c.Agent.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: args[0], Signal: sig})
-	return err
+	if _, err := c.Agent.SignalProcess(ctx, &pb.SignalProcessRequest{ContainerId: args[0], Signal: sig}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"container_id": args[0], "signal": sig}, nil)
 }
 
 func runPs(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -397,13 +399,25 @@ func runStats(ctx context.Context, c *agentclient.Client, args []string) error {
 	if err != nil {
 		return err
 	}
-	cg := r.GetCgroupStats()
-	fmt.Fprintf(out, "memory.usage\t%d\n", cg.GetMemoryStats().GetUsage().GetUsage())
-	fmt.Fprintf(out, "memory.max_usage\t%d\n", cg.GetMemoryStats().GetUsage().GetMaxUsage())
-	fmt.Fprintf(out, "memory.limit\t%d\n", cg.GetMemoryStats().GetUsage().GetLimit())
-	fmt.Fprintf(out, "cpu.total_ns\t%d\n", cg.GetCpuStats().GetCpuUsage().GetTotalUsage())
-	fmt.Fprintf(out, "pids.current\t%d\n", cg.GetPidsStats().GetCurrent())
-	return nil
+	return emit(r, func(w io.Writer) error {
+		cg := r.GetCgroupStats()
+		mem := cg.GetMemoryStats().GetUsage()
+		fmt.Fprintf(w, "memory.usage\t%s\n", humanBytes(mem.GetUsage()))
+		fmt.Fprintf(w, "memory.max_usage\t%s\n", humanBytes(mem.GetMaxUsage()))
+		fmt.Fprintf(w, "memory.limit\t%s\n", humanLimit(mem.GetLimit()))
+		fmt.Fprintf(w, "cpu.total\t%s\n", humanDuration(time.Duration(cg.GetCpuStats().GetCpuUsage().GetTotalUsage())))
+		_, err := fmt.Fprintf(w, "pids.current\t%d\n", cg.GetPidsStats().GetCurrent())
+		return err
+	})
+}
+
+// humanLimit is a memory limit; cgroups report "no limit" as 0 or as a
+// number near the top of the range.
+func humanLimit(n uint64) string {
+	if n == 0 || n >= 1<<62 {
+		return "none"
+	}
+	return humanBytes(n)
 }
 
 func runPause(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -411,8 +425,10 @@ func runPause(ctx context.Context, c *agentclient.Client, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.Agent.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: id})
-	return err
+	if _, err = c.Agent.PauseContainer(ctx, &pb.PauseContainerRequest{ContainerId: id}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"container_id": id, "paused": true}, nil)
 }
 
 func runResume(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -420,8 +436,10 @@ func runResume(ctx context.Context, c *agentclient.Client, args []string) error 
 	if err != nil {
 		return err
 	}
-	_, err = c.Agent.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: id})
-	return err
+	if _, err = c.Agent.ResumeContainer(ctx, &pb.ResumeContainerRequest{ContainerId: id}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"container_id": id, "paused": false}, nil)
 }
 
 func runRm(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -429,8 +447,10 @@ func runRm(ctx context.Context, c *agentclient.Client, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.Agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id})
-	return err
+	if _, err = c.Agent.RemoveContainer(ctx, &pb.RemoveContainerRequest{ContainerId: id}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"container_id": id, "removed": true}, nil)
 }
 
 func runCreateSandbox(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -446,14 +466,18 @@ func runCreateSandbox(ctx context.Context, c *agentclient.Client, args []string)
 	if fs.NArg() != 0 {
 		return errors.New("usage: create-sandbox [--id ID] [--hostname H] [--dns LINE]... [--sandbox-pidns]")
 	}
-	_, err := c.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{SandboxId: *id, Hostname: *hostname, Dns: dns, SandboxPidns: *pidns})
-	return err
+	if _, err := c.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{SandboxId: *id, Hostname: *hostname, Dns: dns, SandboxPidns: *pidns}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"sandbox_id": *id, "created": true}, nil)
 }
 
 func runDestroySandbox(ctx context.Context, c *agentclient.Client, args []string) error {
 	if len(args) != 0 {
 		return errors.New("takes no arguments")
 	}
-	_, err := c.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{})
-	return err
+	if _, err := c.Agent.DestroySandbox(ctx, &pb.DestroySandboxRequest{}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"destroyed": true}, nil)
 }

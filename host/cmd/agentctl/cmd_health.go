@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
@@ -21,8 +22,10 @@ func runCheck(ctx context.Context, c *agentclient.Client, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, r.GetStatus().String())
-	return nil
+	return emit(map[string]string{"status": r.GetStatus().String()}, func(w io.Writer) error {
+		_, err := fmt.Fprintln(w, r.GetStatus().String())
+		return err
+	})
 }
 
 func runVersion(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -33,6 +36,8 @@ func runVersion(ctx context.Context, c *agentclient.Client, args []string) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "agent version: %s\napi version: %s\n", r.GetAgentVersion(), r.GetGrpcVersion())
-	return nil
+	return emit(map[string]string{"agent_version": r.GetAgentVersion(), "api_version": r.GetGrpcVersion()}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "agent version: %s\napi version: %s\n", r.GetAgentVersion(), r.GetGrpcVersion())
+		return err
+	})
 }

@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sandbox-guest/sandbox-guest/protocols/agentclient"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
@@ -33,8 +35,15 @@ func runOnlineMem(ctx context.Context, c *agentclient.Client, args []string) err
 	if uint64(*cpus) > 1<<32-1 {
 		return fmt.Errorf("--cpus %d: too large", *cpus)
 	}
-	_, err := c.Agent.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{Wait: true, NbCpus: uint32(*cpus), CpuOnly: *cpuOnly})
-	return err
+	start := time.Now()
+	if _, err := c.Agent.OnlineCPUMem(ctx, &pb.OnlineCPUMemRequest{Wait: true, NbCpus: uint32(*cpus), CpuOnly: *cpuOnly}); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	return emit(map[string]any{"cpus": *cpus, "cpu_only": *cpuOnly, "duration_ns": took.Nanoseconds()}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "onlined in %s\n", humanDuration(took))
+		return err
+	})
 }
 
 func runMemProbe(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -49,8 +58,10 @@ func runMemProbe(ctx context.Context, c *agentclient.Client, args []string) erro
 		}
 		addrs = append(addrs, v)
 	}
-	_, err := c.Agent.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: addrs})
-	return err
+	if _, err := c.Agent.MemHotplugByProbe(ctx, &pb.MemHotplugByProbeRequest{MemHotplugProbeAddr: addrs}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"probed_addresses": addrs}, nil)
 }
 
 func runGuestDetails(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -61,16 +72,18 @@ func runGuestDetails(ctx context.Context, c *agentclient.Client, args []string) 
 	if err != nil {
 		return err
 	}
-	d := r.GetAgentDetails()
-	fmt.Fprintf(out, "mem_block_size_bytes: %d (%#x)\n", r.GetMemBlockSizeBytes(), r.GetMemBlockSizeBytes())
-	fmt.Fprintf(out, "support_mem_hotplug_probe: %t\n", r.GetSupportMemHotplugProbe())
-	fmt.Fprintf(out, "version: %s\n", d.GetVersion())
-	fmt.Fprintf(out, "init_daemon: %t\n", d.GetInitDaemon())
-	fmt.Fprintf(out, "device_handlers: %s\n", strings.Join(d.GetDeviceHandlers(), ","))
-	fmt.Fprintf(out, "storage_handlers: %s\n", strings.Join(d.GetStorageHandlers(), ","))
-	fmt.Fprintf(out, "supports_seccomp: %t\n", d.GetSupportsSeccomp())
-	fmt.Fprintf(out, "extra_features: %s\n", strings.Join(d.GetExtraFeatures(), ","))
-	return nil
+	return emit(r, func(w io.Writer) error {
+		d := r.GetAgentDetails()
+		fmt.Fprintf(w, "mem_block_size: %s (%#x)\n", humanBytes(r.GetMemBlockSizeBytes()), r.GetMemBlockSizeBytes())
+		fmt.Fprintf(w, "support_mem_hotplug_probe: %t\n", r.GetSupportMemHotplugProbe())
+		fmt.Fprintf(w, "version: %s\n", d.GetVersion())
+		fmt.Fprintf(w, "init_daemon: %t\n", d.GetInitDaemon())
+		fmt.Fprintf(w, "device_handlers: %s\n", strings.Join(d.GetDeviceHandlers(), ","))
+		fmt.Fprintf(w, "storage_handlers: %s\n", strings.Join(d.GetStorageHandlers(), ","))
+		fmt.Fprintf(w, "supports_seccomp: %t\n", d.GetSupportsSeccomp())
+		_, err := fmt.Fprintf(w, "extra_features: %s\n", strings.Join(d.GetExtraFeatures(), ","))
+		return err
+	})
 }
 
 func runMetrics(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -81,6 +94,53 @@ func runMetrics(ctx context.Context, c *agentclient.Client, args []string) error
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(out, r.GetMetrics())
-	return err
+	// People and scrapers read the exposition text as it is; scripts get
+	// the samples.
+	return emit(parseMetrics(r.GetMetrics()), func(w io.Writer) error {
+		_, err := io.WriteString(w, r.GetMetrics())
+		return err
+	})
+}
+
+// metricSample is one sample of the Prometheus text, for --json. Value is
+// a number, or a string for +Inf, -Inf and NaN (which JSON cannot carry).
+type metricSample struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Value  any               `json:"value"`
+}
+
+// parseMetrics reads the samples of Prometheus exposition text (the
+// agent's: no timestamps, no escaped quotes in label values).
+func parseMetrics(text string) []metricSample {
+	samples := []metricSample{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		sep := strings.LastIndexByte(line, ' ')
+		if sep < 0 {
+			continue
+		}
+		head, val := line[:sep], line[sep+1:]
+		s := metricSample{Name: head}
+		if i := strings.IndexByte(head, '{'); i >= 0 && strings.HasSuffix(head, "}") {
+			s.Name = head[:i]
+			s.Labels = map[string]string{}
+			for _, kv := range strings.Split(head[i+1:len(head)-1], ",") {
+				k, v, ok := strings.Cut(kv, "=")
+				if ok {
+					s.Labels[k] = strings.Trim(v, `"`)
+				}
+			}
+		}
+		if f, err := strconv.ParseFloat(val, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			s.Value = f
+		} else {
+			s.Value = val
+		}
+		samples = append(samples, s)
+	}
+	return samples
 }

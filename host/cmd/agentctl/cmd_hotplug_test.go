@@ -63,7 +63,7 @@ func TestHotplugCommands(t *testing.T) {
 		t.Errorf("guest-details sent %v, want %v", last(), want)
 	}
 	for _, line := range []string{
-		"mem_block_size_bytes: 134217728 (0x8000000)",
+		"mem_block_size: 128 MiB (0x8000000)",
 		"support_mem_hotplug_probe: true",
 		"version: 1.2.3",
 		"storage_handlers: virtio-fs,9p",

@@ -24,8 +24,8 @@ func init() {
 		summary: "configure the link with hardware address MAC", run: runUpdateInterface})
 	register(&command{name: "update-routes", args: "(--file FILE | ROUTE...)",
 		summary: `replace the routing table; ROUTE is "DEST|default [via GW] dev DEV [src IP] [scope S] [onlink] [inet6]"`, run: runUpdateRoutes})
-	register(&command{name: "list-interfaces", args: "[--json]", summary: "list the guest's interfaces", run: runListInterfaces})
-	register(&command{name: "list-routes", args: "[--json]", summary: "list the guest's routes", run: runListRoutes})
+	register(&command{name: "list-interfaces", summary: "list the guest's interfaces", run: runListInterfaces})
+	register(&command{name: "list-routes", summary: "list the guest's routes", run: runListRoutes})
 	register(&command{name: "add-arp", args: "(--file FILE | IP LLADDR DEV [--state N] [--flags N])",
 		summary: "add static ARP/NDP neighbours", run: runAddARP})
 	register(&command{name: "get-iptables", args: "[-6]", summary: "print iptables-save (ip6tables-save) output", run: runGetIPTables})
@@ -59,15 +59,6 @@ func readJSON(path string, m proto.Message) error {
 		return fmt.Errorf("parse %s: %w", path, err)
 	}
 	return nil
-}
-
-func printJSON(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(out, string(b))
-	return err
 }
 
 // stringList is a repeatable string flag.
@@ -133,8 +124,7 @@ func runUpdateInterface(ctx context.Context, c *agentclient.Client, args []strin
 	if err != nil {
 		return err
 	}
-	printInterfaces([]*typespb.Interface{r})
-	return nil
+	return emit(r, func(io.Writer) error { printInterfaces([]*typespb.Interface{r}); return nil })
 }
 
 // scopes maps the names "ip route" uses to rtm_scope values.
@@ -223,52 +213,29 @@ func runUpdateRoutes(ctx context.Context, c *agentclient.Client, args []string) 
 	if err != nil {
 		return err
 	}
-	printRoutes(res.GetRoutes())
-	return nil
-}
-
-func jsonFlag(name string, args []string) (bool, error) {
-	fs := newFlags(name)
-	asJSON := fs.Bool("json", false, "print the protocol message as JSON")
-	if err := fs.Parse(args); err != nil {
-		return false, err
-	}
-	if fs.NArg() != 0 {
-		return false, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	return *asJSON, nil
+	return emit(res, func(io.Writer) error { printRoutes(res.GetRoutes()); return nil })
 }
 
 func runListInterfaces(ctx context.Context, c *agentclient.Client, args []string) error {
-	asJSON, err := jsonFlag("list-interfaces", args)
-	if err != nil {
-		return err
+	if len(args) != 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	r, err := c.Agent.ListInterfaces(ctx, &pb.ListInterfacesRequest{})
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return printJSON(r)
-	}
-	printInterfaces(r.GetInterfaces())
-	return nil
+	return emit(r, func(io.Writer) error { printInterfaces(r.GetInterfaces()); return nil })
 }
 
 func runListRoutes(ctx context.Context, c *agentclient.Client, args []string) error {
-	asJSON, err := jsonFlag("list-routes", args)
-	if err != nil {
-		return err
+	if len(args) != 0 {
+		return fmt.Errorf("unexpected arguments %q", args)
 	}
 	r, err := c.Agent.ListRoutes(ctx, &pb.ListRoutesRequest{})
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return printJSON(r)
-	}
-	printRoutes(r.GetRoutes())
-	return nil
+	return emit(r, func(io.Writer) error { printRoutes(r.GetRoutes()); return nil })
 }
 
 func printInterfaces(ifs []*typespb.Interface) {
@@ -357,8 +324,10 @@ func runAddARP(ctx context.Context, c *agentclient.Client, args []string) error 
 			Flags:       int32(*flags),
 		}}
 	}
-	_, err := c.Agent.AddARPNeighbors(ctx, &pb.AddARPNeighborsRequest{Neighbors: neighs})
-	return err
+	if _, err := c.Agent.AddARPNeighbors(ctx, &pb.AddARPNeighborsRequest{Neighbors: neighs}); err != nil {
+		return err
+	}
+	return emit(neighs, nil)
 }
 
 func ipv6Flag(name string, args []string) (bool, []string, error) {
@@ -382,8 +351,10 @@ func runGetIPTables(ctx context.Context, c *agentclient.Client, args []string) e
 	if err != nil {
 		return err
 	}
-	_, err = out.Write(r.GetData())
-	return err
+	return emit(map[string]string{"data": string(r.GetData())}, func(w io.Writer) error {
+		_, err := w.Write(r.GetData())
+		return err
+	})
 }
 
 func runSetIPTables(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -407,6 +378,8 @@ func runSetIPTables(ctx context.Context, c *agentclient.Client, args []string) e
 	if err != nil {
 		return err
 	}
-	_, err = out.Write(r.GetData())
-	return err
+	return emit(map[string]string{"data": string(r.GetData())}, func(w io.Writer) error {
+		_, err := w.Write(r.GetData())
+		return err
+	})
 }

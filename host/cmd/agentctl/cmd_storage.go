@@ -32,7 +32,9 @@ func runCopyFile(ctx context.Context, c *agentclient.Client, args []string) erro
 		return fmt.Errorf("want LOCAL GUEST_PATH")
 	}
 	local, guest := args[0], args[1]
-	return filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+	var st copyStats
+	start := time.Now()
+	err := filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -40,14 +42,29 @@ func runCopyFile(ctx context.Context, c *agentclient.Client, args []string) erro
 		if err != nil {
 			return err
 		}
-		return copyOne(ctx, c, p, filepath.Join(guest, rel))
+		return copyOne(ctx, c, p, filepath.Join(guest, rel), &st)
 	})
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	res := map[string]any{"guest_path": guest, "entries": st.entries, "bytes": st.bytes, "skipped": st.skipped, "duration_ns": took.Nanoseconds()}
+	return emit(res, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "copied %d entries (%s) to %s in %s\n", st.entries, humanBytes(st.bytes), guest, humanDuration(took))
+		return err
+	})
+}
+
+// copyStats counts what copy-file sent.
+type copyStats struct {
+	entries, skipped int
+	bytes            uint64 // file contents
 }
 
 // copyOne sends one entry the way the runtime does: directories and
 // symlinks in one request (the link target as data), regular files in
 // chunks with their mode and owner.
-func copyOne(ctx context.Context, c *agentclient.Client, local, guest string) error {
+func copyOne(ctx context.Context, c *agentclient.Client, local, guest string, cs *copyStats) error {
 	fi, err := os.Lstat(local)
 	if err != nil {
 		return err
@@ -64,6 +81,7 @@ func copyOne(ctx context.Context, c *agentclient.Client, local, guest string) er
 	case fi.IsDir():
 		req.FileSize = 0
 		_, err := c.Agent.CopyFile(ctx, req)
+		cs.entries++
 		return err
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := os.Readlink(local)
@@ -72,11 +90,15 @@ func copyOne(ctx context.Context, c *agentclient.Client, local, guest string) er
 		}
 		req.Data = []byte(target)
 		_, err = c.Agent.CopyFile(ctx, req)
+		cs.entries++
 		return err
 	case !fi.Mode().IsRegular():
-		fmt.Fprintf(out, "skipping %s: not a regular file, directory or symlink\n", local)
+		// On stderr: stdout carries the result (JSON with --json).
+		fmt.Fprintf(errOut, "skipping %s: not a regular file, directory or symlink\n", local)
+		cs.skipped++
 		return nil
 	}
+	cs.entries++
 	f, err := os.Open(local)
 	if err != nil {
 		return err
@@ -91,6 +113,7 @@ func copyOne(ctx context.Context, c *agentclient.Client, local, guest string) er
 				return fmt.Errorf("%s at offset %d: %w", guest, off, err)
 			}
 			off += int64(n)
+			cs.bytes += uint64(n)
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			return nil
@@ -115,8 +138,14 @@ func runSetTime(ctx context.Context, c *agentclient.Client, args []string) error
 	default:
 		return fmt.Errorf("want at most one argument")
 	}
-	_, err := c.Agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: sec, Usec: usec})
-	return err
+	if _, err := c.Agent.SetGuestDateTime(ctx, &pb.SetGuestDateTimeRequest{Sec: sec, Usec: usec}); err != nil {
+		return err
+	}
+	set := time.Unix(sec, usec*1000).UTC()
+	return emit(map[string]any{"sec": sec, "usec": usec, "time": set.Format(time.RFC3339Nano)}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "guest clock set to %s\n", set.Format(time.RFC3339Nano))
+		return err
+	})
 }
 
 func runReseed(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -135,8 +164,13 @@ func runReseed(ctx context.Context, c *agentclient.Client, args []string) error 
 	if _, err := rand.Read(data); err != nil {
 		return err
 	}
-	_, err := c.Agent.ReseedRandomDev(ctx, &pb.ReseedRandomDevRequest{Data: data})
-	return err
+	if _, err := c.Agent.ReseedRandomDev(ctx, &pb.ReseedRandomDevRequest{Data: data}); err != nil {
+		return err
+	}
+	return emit(map[string]any{"bytes": n}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "fed %s to the guest's entropy pool\n", humanBytes(uint64(n)))
+		return err
+	})
 }
 
 func runVolumeStats(ctx context.Context, c *agentclient.Client, args []string) error {
@@ -147,8 +181,16 @@ func runVolumeStats(ctx context.Context, c *agentclient.Client, args []string) e
 	if err != nil {
 		return err
 	}
-	for _, u := range r.GetUsage() {
-		fmt.Fprintf(out, "%-6s total %d used %d available %d\n", u.GetUnit().String(), u.GetTotal(), u.GetUsed(), u.GetAvailable())
-	}
-	return nil
+	return emit(r, func(w io.Writer) error {
+		for _, u := range r.GetUsage() {
+			amount := func(n uint64) string { return strconv.FormatUint(n, 10) }
+			if u.GetUnit() == pb.VolumeUsage_BYTES {
+				amount = humanBytes
+			}
+			if _, err := fmt.Fprintf(w, "%-6s total %s used %s available %s\n", u.GetUnit().String(), amount(u.GetTotal()), amount(u.GetUsed()), amount(u.GetAvailable())); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -93,7 +93,7 @@ func TestVolumeStatsAndUsage(t *testing.T) {
 	if rc := agentctl([]string{"--addr", addr, "volume-stats", "/run/kata-containers/vol"}, &stdout, &stderr); rc != 0 {
 		t.Fatalf("rc=%d %s", rc, stderr.String())
 	}
-	if want := "BYTES  total 4096 used 1024 available 3072\nINODES total 10 used 3 available 7\n"; stdout.String() != want {
+	if want := "BYTES  total 4 KiB used 1 KiB available 3 KiB\nINODES total 10 used 3 available 7\n"; stdout.String() != want {
 		t.Fatalf("output %q, want %q", stdout.String(), want)
 	}
 	if rs := f.requests(); len(rs) != 1 || rs[0].(*pb.VolumeStatsRequest).VolumeGuestPath != "/run/kata-containers/vol" {
