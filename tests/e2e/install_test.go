@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sandbox-guest/sandbox-guest/host/vmm"
 	"github.com/sandbox-guest/sandbox-guest/image-builder/kataconfig"
 )
 
@@ -67,4 +68,35 @@ func TestMakeInstall(t *testing.T) {
 			t.Errorf("installed agentctl -h: %v\n%s", err, out)
 		}
 	}
+}
+
+// kataRuntimeParams is what the Kata Go runtime puts on a q35 guest's
+// command line before the configuration's kernel_params (virtcontainers:
+// qemu_amd64.go's kernelParams, quiet when not debugging, panic=1, nr_cpus
+// from default_maxvcpus, selinux=0 with guest SELinux disabled, and
+// scsi_mod.scan=none for virtio-scsi). The runtime's console is hvc0 on a
+// virtio-console device; this launcher gives the guest a serial port, so
+// the console here is ttyS0.
+const kataRuntimeParams = "tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.direct=1 i8042.dumbkbd=1 " +
+	"i8042.nopnp=1 i8042.noaux=1 noreplace-smp reboot=k cryptomgr.notests net.ifnames=0 pci=lastbus=0 " +
+	"console=ttyS0 quiet panic=1 nr_cpus=4 selinux=0 scsi_mod.scan=none"
+
+// TestKataCommandLine boots the image with the command line the Kata
+// runtime assembles from the drop-in's kernel_params and runs a container
+// from the virtio-fs share: the options left to the runtime, and the
+// runtime's own, must not keep the agent from serving.
+func TestKataCommandLine(t *testing.T) {
+	img := imageDir(t)
+	line, err := os.ReadFile(filepath.Join(img, "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, _, err := kataconfig.KernelParams(string(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := bootSuite(t, vmm.WithCmdline(kataRuntimeParams+" "+params))
+	t.Run("HealthCheck", s.testHealth)
+	t.Run("CreateSandbox", s.testCreateSandbox)
+	t.Run("ContainerStdoutAndExitCode", s.testContainerExitCode)
 }
