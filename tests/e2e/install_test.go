@@ -74,17 +74,18 @@ func TestMakeInstall(t *testing.T) {
 // command line before the configuration's kernel_params (virtcontainers:
 // qemu_amd64.go's kernelParams, quiet when not debugging, panic=1, nr_cpus
 // from default_maxvcpus, selinux=0 with guest SELinux disabled, and
-// scsi_mod.scan=none for virtio-scsi). The runtime's console is hvc0 on a
-// virtio-console device; this launcher gives the guest a serial port, so
-// the console here is ttyS0.
+// scsi_mod.scan=none for virtio-scsi), with its console: hvc0 and hvc1 on
+// a virtio-serial device (qemu_arch_base.go's appendConsole).
 const kataRuntimeParams = "tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.direct=1 i8042.dumbkbd=1 " +
 	"i8042.nopnp=1 i8042.noaux=1 noreplace-smp reboot=k cryptomgr.notests net.ifnames=0 pci=lastbus=0 " +
-	"console=ttyS0 quiet panic=1 nr_cpus=4 selinux=0 scsi_mod.scan=none"
+	"console=hvc0 console=hvc1 quiet panic=1 nr_cpus=4 selinux=0 scsi_mod.scan=none"
 
 // TestKataCommandLine boots the image with the command line the Kata
-// runtime assembles from the drop-in's kernel_params and runs a container
-// from the virtio-fs share: the options left to the runtime, and the
-// runtime's own, must not keep the agent from serving.
+// runtime assembles from the drop-in's kernel_params, and its console
+// device, and runs a container from the virtio-fs share: the options left
+// to the runtime, and the runtime's own, must not keep the agent from
+// serving, and the agent's log must reach the console the runtime reads
+// it from.
 func TestKataCommandLine(t *testing.T) {
 	img := imageDir(t)
 	line, err := os.ReadFile(filepath.Join(img, "cmdline"))
@@ -95,7 +96,14 @@ func TestKataCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := bootSuite(t, vmm.WithCmdline(kataRuntimeParams+" "+params))
+	hvc := filepath.Join(t.TempDir(), "hvc0.log")
+	s := bootSuite(t, vmm.WithCmdline(kataRuntimeParams+" "+params), vmm.WithExtraArgs(
+		"-device", "virtio-serial-pci,id=serial0,max_ports=2",
+		"-device", "virtconsole,chardev=charconsole0,id=console0",
+		"-chardev", "file,id=charconsole0,path="+hvc))
+	if log, err := os.ReadFile(hvc); err != nil || !bytes.Contains(log, []byte(`"msg":"serving"`)) {
+		t.Errorf("the agent's start-up log is not on hvc0 (%v):\n%s", err, log)
+	}
 	t.Run("HealthCheck", s.testHealth)
 	t.Run("CreateSandbox", s.testCreateSandbox)
 	t.Run("ContainerStdoutAndExitCode", s.testContainerExitCode)
