@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // BuildOptions describe one bzImage build.
@@ -24,6 +25,14 @@ type BuildOptions struct {
 	// Log receives make's output; nil discards it (it is also kept in the
 	// object directory as build.log).
 	Log io.Writer
+	// Progress receives progress lines while make builds bzImage (objects
+	// compiled, elapsed time, an estimate from the cache's build history);
+	// nil prints none. ProgressTTY rewrites one line in place, for a
+	// terminal; otherwise a plain line comes every ProgressInterval
+	// (DefaultInterval when zero), for logs.
+	Progress         io.Writer
+	ProgressTTY      bool
+	ProgressInterval time.Duration
 }
 
 // Artifact is a cached kernel build.
@@ -33,6 +42,9 @@ type Artifact struct {
 	Config     string
 	ConfigHash string
 	Hit        bool // served from the cache without running make
+	// Objects and Duration describe the build that ran (zero on a hit).
+	Objects  int
+	Duration time.Duration
 }
 
 // ConfigHash is the short hash of a .config used in cache keys.
@@ -124,9 +136,26 @@ func Build(ctx context.Context, o BuildOptions) (Artifact, error) {
 	if !bytes.Equal(after, o.Config) {
 		return a, fmt.Errorf("the config is not a complete %s config: olddefconfig changed it (regenerate it with image-builder kernel-config)", o.Version)
 	}
-	if err := mk("-j"+strconv.Itoa(jobs), "bzImage"); err != nil {
+	// A build is fresh when the object directory holds no earlier kernel;
+	// the estimate comes from the last build of the same kind.
+	_, err = os.Stat(filepath.Join(obj, "vmlinux"))
+	fresh := os.IsNotExist(err)
+	historyPath := filepath.Join(o.CacheDir, "kernel", HistoryFile)
+	history, herr := ReadHistory(historyPath)
+	if herr != nil && o.Progress != nil {
+		fmt.Fprintf(o.Progress, "    %v (no estimate)\n", herr)
+	}
+	meter := &Meter{}
+	out = io.MultiWriter(out, meter)
+	started := time.Now()
+	stop := startProgress(o, meter, EstimateFor(history, o.Version.String(), fresh))
+	err = mk("-j"+strconv.Itoa(jobs), "bzImage")
+	stop()
+	if err != nil {
 		return a, err
 	}
+	a.Objects, _ = meter.Objects()
+	a.Duration = time.Since(started)
 
 	tmp, err := os.MkdirTemp(filepath.Dir(a.Dir), ".build-")
 	if err != nil {
@@ -148,7 +177,47 @@ func Build(ctx context.Context, o BuildOptions) (Artifact, error) {
 	if err := os.Rename(tmp, a.Dir); err != nil {
 		return a, fmt.Errorf("move cache entry into place: %w", err)
 	}
+	rec := BuildRecord{Version: o.Version.String(), ConfigHash: hash, Jobs: jobs, Objects: a.Objects,
+		Seconds: a.Duration.Seconds(), Fresh: fresh, Finished: time.Now().UTC()}
+	if err := AppendHistory(historyPath, rec); err != nil && o.Progress != nil {
+		// The kernel is built and cached; only the next estimate suffers.
+		fmt.Fprintf(o.Progress, "    %v\n", err)
+	}
 	return a, nil
+}
+
+// startProgress reports the build's progress until the returned stop is
+// called.
+func startProgress(o BuildOptions, m *Meter, est Estimate) (stop func()) {
+	if o.Progress == nil {
+		return func() {}
+	}
+	r := &Reporter{W: o.Progress, TTY: o.ProgressTTY, Interval: o.ProgressInterval, Count: m.Objects, Expect: est}
+	r.Begin()
+	tick := time.Second
+	if r.Interval < tick {
+		tick = r.Interval
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				r.Tick()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		r.End()
+	}
 }
 
 func cached(a Artifact, config []byte) bool {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/sandbox-guest/sandbox-guest/image-builder/kconfig"
 	"github.com/sandbox-guest/sandbox-guest/image-builder/kernel"
@@ -199,8 +200,10 @@ func buildKernel(ctx context.Context, s *sourceFlags, src source, vc verifiedCon
 			jobs = runtime.NumCPU()
 		}
 		var err error
+		// With make's output on the screen (-v) the progress comes as plain
+		// lines between it rather than one line rewritten in place.
 		a, err = kernel.Build(ctx, kernel.BuildOptions{SrcDir: src.dir, CacheDir: s.cacheDir, Version: src.version,
-			Config: vc.data, Jobs: jobs, Log: w})
+			Config: vc.data, Jobs: jobs, Log: w, Progress: p.w, ProgressTTY: isTerminal(p.w) && !verbose})
 		if err != nil {
 			return "", err
 		}
@@ -208,7 +211,7 @@ func buildKernel(ctx context.Context, s *sourceFlags, src source, vc verifiedCon
 		if err != nil {
 			return "", fmt.Errorf("built kernel: %w", err)
 		}
-		how := "built"
+		how := fmt.Sprintf("built (%d objects in %s)", a.Objects, a.Duration.Round(time.Second))
 		if a.Hit {
 			how = "cache hit"
 		}

@@ -7,6 +7,7 @@
 //	image-builder initrd          write the initramfs
 //	image-builder image           all of the above into build/guest/
 //	image-builder boot-check      boot a kernel and initrd in QEMU and check the console
+//	image-builder kata-install    install the image and a Kata runtime configuration drop-in
 package main
 
 import (
@@ -30,6 +31,7 @@ commands:
   initrd         write the initramfs (agent as /init, rootfs/, busybox with --debug)
   image          build everything into build/guest/ with manifest.json
   boot-check     boot a kernel and initrd under QEMU and check what the console prints
+  kata-install   install the image where Kata keeps guest assets, with a configuration drop-in
 
 run "image-builder <command> -h" for the command's flags
 `
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return cmdImage(ctx, args[1:], p, log)
 	case "boot-check":
 		return cmdBootCheck(ctx, args[1:], p)
+	case "kata-install":
+		return cmdKataInstall(args[1:], p)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, usage)
 		return nil
