@@ -68,8 +68,12 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		return fmt.Errorf("container %q devices: %w", req.ID, err)
 	}
 	// Host hooks would run host-chosen programs as root in the guest,
-	// outside the container; the runtime strips them too.
-	spec.Hooks = nil
+	// outside the container; the runtime strips them too. The guest's own
+	// hooks take their place (in the bundle, for the record).
+	s.mu.Lock()
+	guestHooks := s.guestHooks
+	s.mu.Unlock()
+	spec.Hooks = guestHooks.Spec()
 	pidns, err := s.adjustSpec(req.ID, spec, req.SandboxPID)
 	if err != nil {
 		return err
@@ -90,6 +94,8 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		HoldInit:    pidns.hold,
 		Streams:     req.Streams,
 		Execs:       s.cfg.Execs,
+		Bundle:      bundle,
+		Hooks:       containerHooks(guestHooks),
 	})
 	if err != nil {
 		_ = removeBundle(bundle)
