@@ -82,6 +82,7 @@ type Container struct {
 	removed bool
 	execs   map[string]*Process
 
+	rootfs   string // the agent's path of the container's root
 	hooks    Hooks
 	hookSt   specs.State // the state at create, for poststart and poststop
 	poststop sync.Once
@@ -89,6 +90,9 @@ type Container struct {
 
 // ID is the container id.
 func (c *Container) ID() string { return c.id }
+
+// Rootfs is the container's root directory as the agent sees it.
+func (c *Container) Rootfs() string { return c.rootfs }
 
 // Create creates the container and its init process, which waits for
 // Start. Stdio pipes (or the terminal) exist from now on.
@@ -131,7 +135,7 @@ func Create(opts Options) (_ *Container, retErr error) {
 		}
 		return nil, fmt.Errorf("container %q: create: %w", opts.ID, err)
 	}
-	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, holdInit: opts.HoldInit, policy: opts.Execs.withDefaults(), hooks: opts.Hooks}
+	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, holdInit: opts.HoldInit, policy: opts.Execs.withDefaults(), hooks: opts.Hooks, rootfs: opts.Spec.Root.Path}
 	defer func() {
 		if retErr != nil {
 			c.initHandle.close()

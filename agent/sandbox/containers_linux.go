@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
+	"github.com/sandbox-guest/sandbox-guest/agent/users"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -64,6 +65,11 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 	} else if !st.IsDir() {
 		return fmt.Errorf("container %q: rootfs %q is not a directory: %w", req.ID, spec.Root.Path, errdefs.ErrInvalidArgument)
 	}
+	user, err := users.Resolve(spec.Root.Path, spec.Process.User)
+	if err != nil {
+		return fmt.Errorf("container %q: %w", req.ID, err)
+	}
+	spec.Process.User = user
 	if err := s.cfg.Devices.Apply(ctx, req.Devices, spec); err != nil {
 		return fmt.Errorf("container %q devices: %w", req.ID, err)
 	}
@@ -238,6 +244,9 @@ func (s *Sandbox) ExecProcess(cid, execID string, p *specs.Process, st container
 	}
 	if p == nil {
 		return fmt.Errorf("exec %q: no process: %w", execID, errdefs.ErrInvalidArgument)
+	}
+	if p.User, err = users.Resolve(c.Rootfs(), p.User); err != nil {
+		return fmt.Errorf("exec %q in container %q: %w", execID, cid, err)
 	}
 	_, err = c.Exec(execID, p, st)
 	return err

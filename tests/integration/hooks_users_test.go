@@ -125,3 +125,90 @@ func TestGuestHookPathHostile(t *testing.T) {
 	a.wait("plain", "plain")
 	a.remove("plain")
 }
+
+// namedUserRootfs is a busybox rootfs of the test's own (the shared one
+// stays as it is) whose passwd and group know "app".
+func namedUserRootfs(t *testing.T, shared string) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "rootfs")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(shared, "bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin/busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ name, body string }{
+		{"etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/:/bin/sh\n"},
+		{"etc/group", "root:x:0:\napp:x:1001:\naudio:x:29:app\nstaff:x:50:\n"},
+	} {
+		if err := os.WriteFile(filepath.Join(root, f.name), []byte(f.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestProcessUsername(t *testing.T) {
+	a := startAgent(t)
+	root := namedUserRootfs(t, a.rootfs)
+	ctx := ctxT(t, time.Minute)
+
+	s := defaultSpec(root, []string{"/bin/busybox", "id"}, false)
+	s.Process.User = specs.User{UID: 0, GID: 0, Username: "app"}
+	a.run("named", ocipb.FromSpec(s))
+	out, err := a.readAll(ctx, "named", "named", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.wait("named", "named")
+	if !strings.Contains(out, "uid=1000(app) gid=1001(app)") || !strings.Contains(out, "29(audio)") {
+		t.Errorf("id as user app printed %q", out)
+	}
+	a.remove("named")
+
+	// An exec with name:group in a running container.
+	s = defaultSpec(root, []string{"/bin/busybox", "sleep", "100"}, false)
+	a.run("host", ocipb.FromSpec(s))
+	p := ocipb.FromSpec(defaultSpec(root, []string{"/bin/busybox", "id"}, false)).Process
+	p.User = &agentpb.User{Username: "app:staff"}
+	if _, err := a.cli.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "host", ExecId: "id", Process: p}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = a.readAll(ctx, "host", "id", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.wait("host", "id")
+	if !strings.Contains(out, "uid=1000(app) gid=50(staff)") {
+		t.Errorf("exec id as app:staff printed %q", out)
+	}
+	p.User = &agentpb.User{Username: "ghost"}
+	_, err = a.cli.ExecProcess(ctx, &agentpb.ExecProcessRequest{ContainerId: "host", ExecId: "ghost", Process: p})
+	wantCode(t, err, codes.NotFound, `user "ghost" not found`)
+	a.remove("host")
+
+	// Unknown, and a passwd that is a symlink out of the rootfs.
+	s = defaultSpec(root, []string{"/bin/busybox", "id"}, false)
+	s.Process.User = specs.User{Username: "ghost"}
+	_, err = a.cli.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "ghost", ExecId: "ghost", OCI: ocipb.FromSpec(s)})
+	wantCode(t, err, codes.NotFound, `user "ghost" not found`)
+	outside := filepath.Join(t.TempDir(), "passwd")
+	if err := os.WriteFile(outside, []byte("intruder:x:0:0::/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	s.Process.User = specs.User{Username: "intruder"}
+	_, err = a.cli.CreateContainer(ctx, &agentpb.CreateContainerRequest{ContainerId: "intruder", ExecId: "intruder", OCI: ocipb.FromSpec(s)})
+	wantCode(t, err, codes.NotFound, `user "intruder" not found`)
+}
