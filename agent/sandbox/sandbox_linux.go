@@ -156,10 +156,6 @@ func (s *Sandbox) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (
 	if strings.ContainsAny(req.Hostname, "\x00/ \n") {
 		return fmt.Errorf("hostname %q contains invalid characters: %w", req.Hostname, errdefs.ErrInvalidArgument)
 	}
-	guestHooks, err := hooks.Scan(req.GuestHookPath, s.log)
-	if err != nil {
-		return err
-	}
 	s.mu.Lock()
 	if s.created {
 		s.mu.Unlock()
@@ -196,6 +192,13 @@ func (s *Sandbox) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (
 	if err := s.cfg.Storage.Mount(ctx, sandboxStorageOwner, req.Storages); err != nil {
 		releaseNamespaces(ns)
 		return fmt.Errorf("sandbox storages: %w", err)
+	}
+	// After the storages, as upstream: the hooks may live on the share.
+	guestHooks, err := hooks.Scan(req.GuestHookPath, s.log)
+	if err != nil {
+		_ = s.cfg.Storage.Release(context.WithoutCancel(ctx), sandboxStorageOwner)
+		releaseNamespaces(ns)
+		return err
 	}
 	s.mu.Lock()
 	s.id, s.hostname, s.resolvConf, s.sharedNS = req.ID, req.Hostname, resolv, ns
