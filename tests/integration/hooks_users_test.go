@@ -52,6 +52,13 @@ func TestGuestHooks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Failing poststart and poststop hooks are logged only (OCI): start
+	// and remove below succeed, and the other hooks still run.
+	for _, stage := range []string{"poststart", "poststop"} {
+		if err := os.WriteFile(filepath.Join(hooksDir, stage, "0-fails"), []byte("#!/bin/sh\necho broken >&2\nexit 9\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Not executable: never run.
 	if err := os.WriteFile(filepath.Join(hooksDir, "poststart", "data"), []byte("#!/bin/sh\ntouch "+out+"/data-ran\n"), 0o644); err != nil {
 		t.Fatal(err)
