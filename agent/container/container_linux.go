@@ -47,6 +47,11 @@ type Options struct {
 	// Execs bounds exec'd processes and sets when finished processes are
 	// released (zero: defaults).
 	Execs ExecPolicy
+	// Bundle is the bundle directory the hooks' OCI state names.
+	Bundle string
+	// Hooks are the agent's hooks for this container; the spec's own
+	// hooks are ignored (they are the host's, see sandbox).
+	Hooks Hooks
 }
 
 // Container is one libcontainer container and its processes.
@@ -76,10 +81,18 @@ type Container struct {
 	started bool
 	removed bool
 	execs   map[string]*Process
+
+	rootfs   string // the agent's path of the container's root
+	hooks    Hooks
+	hookSt   specs.State // the state at create, for poststart and poststop
+	poststop sync.Once
 }
 
 // ID is the container id.
 func (c *Container) ID() string { return c.id }
+
+// Rootfs is the container's root directory as the agent sees it.
+func (c *Container) Rootfs() string { return c.rootfs }
 
 // Create creates the container and its init process, which waits for
 // Start. Stdio pipes (or the terminal) exist from now on.
@@ -92,9 +105,11 @@ func Create(opts Options) (_ *Container, retErr error) {
 		opts.Spec.Linux = &specs.Linux{}
 	}
 	opts.Spec.Linux.CgroupsPath = opts.CgroupsPath
+	spec := *opts.Spec
+	spec.Hooks = nil // only Options.Hooks run
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName: opts.ID,
-		Spec:       opts.Spec,
+		Spec:       &spec,
 		// Keyrings are not namespaced; a session keyring per container
 		// keeps them apart as runc does by default.
 		NoNewKeyring: false,
@@ -107,6 +122,8 @@ func Create(opts Options) (_ *Container, retErr error) {
 	if err := validate.Validate(cfg); err != nil {
 		return nil, fmt.Errorf("container %q: invalid spec: %v: %w", opts.ID, err, errdefs.ErrInvalidArgument)
 	}
+	cfg.Labels = withBundle(cfg.Labels, opts.Bundle)
+	addHooks(cfg, opts.Hooks)
 	log := opts.Log
 	if log == nil {
 		log = slog.Default()
@@ -118,7 +135,7 @@ func Create(opts Options) (_ *Container, retErr error) {
 		}
 		return nil, fmt.Errorf("container %q: create: %w", opts.ID, err)
 	}
-	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, holdInit: opts.HoldInit, policy: opts.Execs.withDefaults()}
+	c := &Container{id: opts.ID, log: log, reaper: opts.Reaper, lc: lc, execs: map[string]*Process{}, holdInit: opts.HoldInit, policy: opts.Execs.withDefaults(), hooks: opts.Hooks, rootfs: opts.Spec.Root.Path}
 	defer func() {
 		if retErr != nil {
 			c.initHandle.close()
@@ -135,6 +152,13 @@ func Create(opts Options) (_ *Container, retErr error) {
 		return nil, err
 	}
 	c.init = p
+	if opts.Hooks.Poststart != nil || opts.Hooks.Poststop != nil {
+		st, err := lc.OCIState()
+		if err != nil {
+			return nil, fmt.Errorf("container %q: state for hooks: %w", opts.ID, err)
+		}
+		c.hookSt = *st
+	}
 	// Recorded once: State takes libcontainer's lock, which a stuck
 	// freezer operation can hold.
 	if st, err := lc.State(); err == nil {
@@ -148,6 +172,15 @@ func Create(opts Options) (_ *Container, retErr error) {
 
 // Start runs the init process's program (the OCI "start").
 func (c *Container) Start() error {
+	if err := c.start(); err != nil {
+		return err
+	}
+	// After the lock: poststart hooks may take their whole timeout.
+	c.runLoggedHook("poststart", c.hooks.Poststart, c.hookSt, specs.StateRunning)
+	return nil
+}
+
+func (c *Container) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.removed {
@@ -260,6 +293,9 @@ func (c *Container) Destroy(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("container %q: destroy: %w", c.id, err)
 	}
+	c.poststop.Do(func() {
+		c.runLoggedHook("poststop", c.hooks.Poststop, c.hookSt, specs.StateStopped)
+	})
 	return nil
 }
 

@@ -21,6 +21,9 @@ type slogHook struct{ log *slog.Logger }
 func (slogHook) Levels() []logrus.Level { return logrus.AllLevels }
 
 func (h slogHook) Fire(e *logrus.Entry) error {
+	if isPrestartHookWarning(e.Message) {
+		return nil // expected on every state save, see prestartHook
+	}
 	level := slog.LevelDebug
 	switch {
 	case e.Level <= logrus.ErrorLevel:

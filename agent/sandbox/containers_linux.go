@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
+	"github.com/sandbox-guest/sandbox-guest/agent/users"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 )
 
@@ -64,12 +65,21 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 	} else if !st.IsDir() {
 		return fmt.Errorf("container %q: rootfs %q is not a directory: %w", req.ID, spec.Root.Path, errdefs.ErrInvalidArgument)
 	}
+	user, err := users.Resolve(spec.Root.Path, spec.Process.User)
+	if err != nil {
+		return fmt.Errorf("container %q: %w", req.ID, err)
+	}
+	spec.Process.User = user
 	if err := s.cfg.Devices.Apply(ctx, req.Devices, spec); err != nil {
 		return fmt.Errorf("container %q devices: %w", req.ID, err)
 	}
 	// Host hooks would run host-chosen programs as root in the guest,
-	// outside the container; the runtime strips them too.
-	spec.Hooks = nil
+	// outside the container; the runtime strips them too. The guest's own
+	// hooks take their place (in the bundle, for the record).
+	s.mu.Lock()
+	guestHooks := s.guestHooks
+	s.mu.Unlock()
+	spec.Hooks = guestHooks.Spec()
 	pidns, err := s.adjustSpec(req.ID, spec, req.SandboxPID)
 	if err != nil {
 		return err
@@ -90,6 +100,8 @@ func (s *Sandbox) CreateContainer(ctx context.Context, req CreateContainerReques
 		HoldInit:    pidns.hold,
 		Streams:     req.Streams,
 		Execs:       s.cfg.Execs,
+		Bundle:      bundle,
+		Hooks:       containerHooks(guestHooks),
 	})
 	if err != nil {
 		_ = removeBundle(bundle)
@@ -232,6 +244,9 @@ func (s *Sandbox) ExecProcess(cid, execID string, p *specs.Process, st container
 	}
 	if p == nil {
 		return fmt.Errorf("exec %q: no process: %w", execID, errdefs.ErrInvalidArgument)
+	}
+	if p.User, err = users.Resolve(c.Rootfs(), p.User); err != nil {
+		return fmt.Errorf("exec %q in container %q: %w", execID, cid, err)
 	}
 	_, err = c.Exec(execID, p, st)
 	return err

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-guest/sandbox-guest/agent/container"
+	"github.com/sandbox-guest/sandbox-guest/agent/hooks"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/protocols/guestpath"
 )
@@ -67,6 +68,8 @@ type Sandbox struct {
 	termLogs   sync.Map                        // container id → its termination message file
 
 	oom oomQueue
+
+	guestHooks hooks.Set // from CreateSandbox, run for every container
 
 	trim *time.Timer // returns freed memory once the sandbox goes idle
 }
@@ -135,6 +138,8 @@ type CreateSandboxRequest struct {
 	Hostname string
 	DNS      []string
 	Storages []*pb.Storage
+	// GuestHookPath is a guest directory of hooks (see package hooks).
+	GuestHookPath string
 }
 
 // CreateSandbox sets up the pod: hostname and IPC in shared namespaces,
@@ -188,8 +193,16 @@ func (s *Sandbox) CreateSandbox(ctx context.Context, req CreateSandboxRequest) (
 		releaseNamespaces(ns)
 		return fmt.Errorf("sandbox storages: %w", err)
 	}
+	// After the storages, as upstream: the hooks may live on the share.
+	guestHooks, err := hooks.Scan(req.GuestHookPath, s.log)
+	if err != nil {
+		_ = s.cfg.Storage.Release(context.WithoutCancel(ctx), sandboxStorageOwner)
+		releaseNamespaces(ns)
+		return err
+	}
 	s.mu.Lock()
 	s.id, s.hostname, s.resolvConf, s.sharedNS = req.ID, req.Hostname, resolv, ns
+	s.guestHooks = guestHooks
 	s.mu.Unlock()
 	return nil
 }
@@ -212,6 +225,7 @@ func (s *Sandbox) DestroySandbox(ctx context.Context) error {
 	s.mu.Lock()
 	ns, resolv, created := s.sharedNS, s.resolvConf, s.created
 	s.created, s.id, s.hostname, s.sharedNS, s.resolvConf, s.pidnsOwner = false, "", "", nil, "", ""
+	s.guestHooks = hooks.Set{}
 	s.mu.Unlock()
 	if created {
 		if err := s.cfg.Storage.Release(ctx, sandboxStorageOwner); err != nil {

@@ -54,6 +54,7 @@ func (h *containerHandlers) CreateSandbox(ctx context.Context, req *pb.CreateSan
 	}
 	err := h.sb.CreateSandbox(ctx, sandbox.CreateSandboxRequest{
 		ID: req.SandboxId, Hostname: req.Hostname, DNS: req.Dns, Storages: req.Storages,
+		GuestHookPath: req.GuestHookPath,
 	})
 	return empty(err)
 }
