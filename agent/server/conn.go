@@ -17,6 +17,10 @@ const (
 	frameHeaderLen = 10
 	frameRequest   = 1
 	frameResponse  = 2
+	frameData      = 3
+	// frameIgnored is a message type ttrpc does not know: it drops such
+	// frames on odd (client) stream ids and refuses them on even ones.
+	frameIgnored = 0
 	// framePeek is how much of a payload is kept to name a request's
 	// method or read a response's status code: the service and method
 	// names, and the status code, come first on the wire.
@@ -36,14 +40,23 @@ type frameScanner struct {
 	id   uint32
 	typ  byte
 	peek []byte
+	// ignoreData turns data frames into frameIgnored ones as they pass
+	// (on the receiving side). The agent serves no streaming method, and
+	// ttrpc v1.2 dereferences a nil stream when a data frame names a
+	// unary call in flight, which would take PID 1 down.
+	ignoreData bool
 }
 
 // scan follows p and calls done for every frame that ends in it, with the
-// frame's first framePeek payload bytes.
+// frame's first framePeek payload bytes. With ignoreData it rewrites the
+// type byte of data frame headers in p.
 func (f *frameScanner) scan(p []byte, done func(id uint32, typ byte, peek []byte)) {
 	for len(p) > 0 {
 		if f.nhdr < frameHeaderLen {
 			n := copy(f.hdr[f.nhdr:], p)
+			if f.ignoreData && f.nhdr <= 8 && 8 < f.nhdr+n && f.hdr[8] == frameData {
+				p[8-f.nhdr], f.hdr[8] = frameIgnored, frameIgnored
+			}
 			f.nhdr += n
 			p = p[n:]
 			if f.nhdr < frameHeaderLen {
@@ -268,6 +281,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, srv: l.srv, destroys: map[uint32]bool{}}
+	tc.rd.ignoreData = true
 	l.srv.track(tc)
 	return tc, nil
 }
