@@ -19,16 +19,20 @@ fuzz-list:
 		sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(f \*testing.F).*/\1/p' "$$file" | sed "s|^|$$(dirname $$file) |"; \
 	done | grep -E " ($(FUZZ))" | sort
 
+# FUZZ_JOBS targets run at once, each with nproc/FUZZ_JOBS fuzz workers:
+# the cores stay as busy, and one target's build and start-up overlap
+# another's fuzzing.
+FUZZ_JOBS ?= 2
+
+# run_fuzz fuzzes every listed target for $(1) and prints one line per
+# target (its last exec rate), and the whole output of a target that fails.
 define run_fuzz
-	@set -e; n=0; start=$$(date +%s); \
-	while read -r pkg name; do \
-		n=$$((n+1)); \
-		echo "fuzz: $$pkg $$name ($(1))"; \
-		CGO_ENABLED=1 $(GO) test -tags '$(AGENT_TAGS)' -run '^$$' -fuzz "^$$name\$$" -fuzztime $(1) $$pkg 2>&1 | \
-			grep -v '^fuzz: elapsed: .*(0/sec)' | tail -n 4; \
-		test $${PIPESTATUS[0]} -eq 0; \
-	done < <($(MAKE) -s --no-print-directory fuzz-list FUZZ='$(FUZZ)'); \
-	echo "fuzz: $$n targets, $$(( $$(date +%s) - start ))s"
+	@set -eo pipefail; start=$$(date +%s); \
+	$(MAKE) -s --no-print-directory fuzz-list FUZZ='$(FUZZ)' | \
+	xargs -P $(FUZZ_JOBS) -L 1 bash -c 'out=$$(CGO_ENABLED=1 $(GO) test -tags "$(AGENT_TAGS)" -run "^$$" -fuzz "^$$1\$$" -fuzztime $(1) -parallel $$(( ($$(nproc) + $(FUZZ_JOBS) - 1) / $(FUZZ_JOBS) )) $$0 2>&1); rc=$$?; \
+		echo "fuzz: $$0 $$1 ($(1)): $$(echo "$$out" | grep -o "execs: [0-9]* ([0-9]*/sec)" | grep -v "(0/sec)" | tail -n 1)"; \
+		if [ $$rc -ne 0 ]; then echo "$$out" | grep -v "^fuzz: elapsed"; fi; exit $$rc'; \
+	echo "fuzz: $$($(MAKE) -s --no-print-directory fuzz-list FUZZ='$(FUZZ)' | wc -l) targets in $$(( $$(date +%s) - start ))s"
 endef
 
 fuzz:
