@@ -7,8 +7,11 @@
 #   make fuzz FUZZTIME=10m            all targets, 10 minutes each
 #   make fuzz FUZZ=FuzzConnStream     only the targets matching a regexp
 FUZZTIME ?= 60s
-FUZZTIME_SHORT ?= 4s
+FUZZTIME_SHORT ?= 3s
 FUZZ ?= .
+# FUZZ_TIMEOUT bounds one target's run (go test -timeout): keep it above
+# FUZZTIME.
+FUZZ_TIMEOUT ?= 1h
 
 .PHONY: fuzz fuzz-short fuzz-list
 test: fuzz-short
@@ -24,14 +27,13 @@ fuzz-list:
 # another's fuzzing.
 FUZZ_JOBS ?= 2
 
-# run_fuzz fuzzes every listed target for $(1) and prints one line per
-# target (its last exec rate), and the whole output of a target that fails.
+# run_fuzz fuzzes every listed target for $(1) (scripts/fuzz-target): one
+# line per target with its exec rate, the whole output of one that fails.
 define run_fuzz
 	@set -eo pipefail; start=$$(date +%s); \
 	$(MAKE) -s --no-print-directory fuzz-list FUZZ='$(FUZZ)' | \
-	xargs -P $(FUZZ_JOBS) -L 1 bash -c 'out=$$(CGO_ENABLED=1 $(GO) test -tags "$(AGENT_TAGS)" -run "^$$" -fuzz "^$$1\$$" -fuzztime $(1) -parallel $$(( ($$(nproc) + $(FUZZ_JOBS) - 1) / $(FUZZ_JOBS) )) $$0 2>&1); rc=$$?; \
-		echo "fuzz: $$0 $$1 ($(1)): $$(echo "$$out" | grep -o "execs: [0-9]* ([0-9]*/sec)" | grep -v "(0/sec)" | tail -n 1)"; \
-		if [ $$rc -ne 0 ]; then echo "$$out" | grep -v "^fuzz: elapsed"; fi; exit $$rc'; \
+	GO='$(GO)' GOTAGS='$(AGENT_TAGS)' FUZZ_TIMEOUT='$(FUZZ_TIMEOUT)' FUZZ_WORKERS=$$(( ($$(nproc) + $(FUZZ_JOBS) - 1) / $(FUZZ_JOBS) )) \
+		xargs -P $(FUZZ_JOBS) -L 1 scripts/fuzz-target $(1); \
 	echo "fuzz: $$($(MAKE) -s --no-print-directory fuzz-list FUZZ='$(FUZZ)' | wc -l) targets in $$(( $$(date +%s) - start ))s"
 endef
 
