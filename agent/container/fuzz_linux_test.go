@@ -2,6 +2,7 @@ package container
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -84,6 +85,47 @@ func FuzzLibcontainerConfig(f *testing.F) {
 		}
 		if cfg == nil || cfg.Cgroups == nil {
 			t.Fatal("accepted spec without a configuration")
+		}
+	})
+}
+
+// FuzzLibcontainerConfigFields varies the fields of a realistic spec that
+// libcontainer's conversion and validation read (mounts, namespaces,
+// sysctls, seccomp, rlimits, devices, cgroup values) directly, which
+// mutating the encoded spec rarely reaches. Same properties as
+// FuzzLibcontainerConfig.
+func FuzzLibcontainerConfigFields(f *testing.F) {
+	root := f.TempDir()
+	f.Add("/dev/shm", "tmpfs", "size=65536k", "pid", "", "net.ipv4.ip_forward", "1", "SCMP_ACT_ERRNO", "RLIMIT_NOFILE", "c", int64(1), int64(3), "0-1", int64(64<<20), "rslave")
+	f.Add("relative", "bind", "rbind,ro", "network", "/proc/1/ns/net", "kernel.panic", "x", "SCMP_ACT_BOGUS", "RLIMIT_BOGUS", "z", int64(-1), int64(1<<40), "x-y", int64(-5), "bogus")
+	f.Add("/proc", "proc", "", "user", "/nonexistent", "fs.mqueue.msg_max", "", "SCMP_ACT_KILL_PROCESS", "RLIMIT_CORE", "b", int64(0), int64(0), "", int64(1), "")
+	f.Fuzz(func(t *testing.T, mountDst, mountType, mountOpt, nsType, nsPath, sysctlKey, sysctlVal, seccompAct, rlimitType, devType string,
+		major, minor int64, cpus string, memLimit int64, propagation string) {
+		mode := os.FileMode(0o666)
+		spec := &specs.Spec{
+			Version: specs.Version,
+			Root:    &specs.Root{Path: root},
+			Process: &specs.Process{Args: []string{"sh"}, Cwd: "/",
+				Rlimits: []specs.POSIXRlimit{{Type: rlimitType, Hard: 10, Soft: 10}}},
+			Mounts: []specs.Mount{{Destination: mountDst, Type: mountType, Source: mountType, Options: strings.Split(mountOpt, ",")}},
+			Linux: &specs.Linux{
+				Namespaces:        []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.LinuxNamespaceType(nsType), Path: nsPath}},
+				Sysctl:            map[string]string{sysctlKey: sysctlVal},
+				Seccomp:           &specs.LinuxSeccomp{DefaultAction: specs.LinuxSeccompAction(seccompAct), Architectures: []specs.Arch{specs.ArchX86_64}},
+				Devices:           []specs.LinuxDevice{{Path: "/dev/fuzz", Type: devType, Major: major, Minor: minor, FileMode: &mode}},
+				Resources:         &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: cpus}, Memory: &specs.LinuxMemory{Limit: &memLimit}},
+				RootfsPropagation: propagation,
+				CgroupsPath:       "/sandbox-guest-fuzz/c",
+			},
+		}
+		// Through the protocol's form, as the agent receives it.
+		spec, err := ocipb.ToSpec(ocipb.FromSpec(spec))
+		if err != nil {
+			return
+		}
+		spec.Linux.CgroupsPath = "/sandbox-guest-fuzz/c"
+		if _, err := libcontainerConfig("c", spec); err != nil && !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("refusal is not InvalidArgument: %v", err)
 		}
 	})
 }
