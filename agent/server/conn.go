@@ -37,6 +37,7 @@ type frameScanner struct {
 	hdr  [frameHeaderLen]byte
 	nhdr int
 	left uint32 // payload bytes of the current frame still to come
+	size uint32 // payload length of the current frame
 	id   uint32
 	typ  byte
 	peek []byte
@@ -63,6 +64,7 @@ func (f *frameScanner) scan(p []byte, done func(id uint32, typ byte, peek []byte
 				return
 			}
 			f.left = binary.BigEndian.Uint32(f.hdr[0:4])
+			f.size = f.left
 			f.id = binary.BigEndian.Uint32(f.hdr[4:8])
 			f.typ = f.hdr[8]
 			f.peek = f.peek[:0]
@@ -186,11 +188,15 @@ type trackedConn struct {
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.rd.scan(p[:n], func(id uint32, typ byte, peek []byte) {
-		if typ != frameRequest {
+		if !answered(typ, id, c.rd.size) {
 			return
 		}
 		c.mu.Lock()
 		c.pending++
+		if typ != frameRequest {
+			c.mu.Unlock()
+			return
+		}
 		if svc, m := requestMethod(peek); svc == destroyService && m == destroyMethod {
 			c.destroys[id] = true
 		}
@@ -198,6 +204,19 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	})
 	return n, err
 }
+
+// answered reports whether ttrpc (v1.2) answers a frame the host sent:
+// a request always; any frame on a server-side (even) stream id or longer
+// than its 4 MiB limit with an error. Other frames (data frames once
+// ignoreData turned them, unknown types) get no answer, and counting them
+// would keep the server's stop waiting; not counting the answered ones
+// would let their answers stand for a request still in flight.
+func answered(typ byte, id, size uint32) bool {
+	return typ == frameRequest || id%2 == 0 || size > ttrpcMaxMessage
+}
+
+// ttrpcMaxMessage is ttrpc's limit on a message's length.
+const ttrpcMaxMessage = 4 << 20
 
 func (c *trackedConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)

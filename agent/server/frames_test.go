@@ -175,3 +175,42 @@ func TestMalformedPayloadIsInvalidArgument(t *testing.T) {
 	}
 	checkHealth(t, path)
 }
+
+// Every frame ttrpc answers is counted as a request awaiting its answer,
+// not requests only: otherwise the answer to a host's stray frame on a
+// server-side stream id stood for a long poll still in flight, and the
+// server's stop went ahead without waiting for it.
+func TestPendingCountsEveryAnsweredFrame(t *testing.T) {
+	net := &blockingNetwork{entered: make(chan struct{}), release: make(chan struct{})}
+	srv, path := serveRaw(t, Options{Network: net})
+	c, err := dialUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(requestFrame(t, 1, "grpc.AgentService", "ListRoutes", &pb.ListRoutesRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	<-net.entered
+	if _, err := c.Write(frame(2, frameResponse, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if id, r := readResponse(t, c); id != 2 || codes.Code(r.Status.GetCode()) != codes.InvalidArgument {
+		t.Fatalf("stream %d answered %v, want stream 2 InvalidArgument", id, r.Status)
+	}
+	time.Sleep(50 * time.Millisecond) // the write's accounting follows the bytes
+	if srvIdle(srv) {
+		t.Fatal("ListRoutes is in flight, but the connection counts nothing pending")
+	}
+	close(net.release)
+	if id, r := readResponse(t, c); id != 1 || r.Status.GetCode() != 0 {
+		t.Fatalf("stream %d answered %v, want ListRoutes' OK", id, r.Status)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !srvIdle(srv) {
+		if time.Now().After(deadline) {
+			t.Fatal("still pending after every answer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
