@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/configs/validate"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -105,22 +106,12 @@ func Create(opts Options) (_ *Container, retErr error) {
 		opts.Spec.Linux = &specs.Linux{}
 	}
 	opts.Spec.Linux.CgroupsPath = opts.CgroupsPath
+	// Only Options.Hooks run: the spec's own hooks are not handed to libcontainer.
 	spec := *opts.Spec
-	spec.Hooks = nil // only Options.Hooks run
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName: opts.ID,
-		Spec:       &spec,
-		// Keyrings are not namespaced; a session keyring per container
-		// keeps them apart as runc does by default.
-		NoNewKeyring: false,
-	})
+	spec.Hooks = nil
+	cfg, err := libcontainerConfig(opts.ID, &spec)
 	if err != nil {
-		return nil, fmt.Errorf("container %q: convert spec: %v: %w", opts.ID, err, errdefs.ErrInvalidArgument)
-	}
-	// Validate here so a bad spec is reported as the caller's mistake, not
-	// an internal failure of Create.
-	if err := validate.Validate(cfg); err != nil {
-		return nil, fmt.Errorf("container %q: invalid spec: %v: %w", opts.ID, err, errdefs.ErrInvalidArgument)
+		return nil, err
 	}
 	cfg.Labels = withBundle(cfg.Labels, opts.Bundle)
 	addHooks(cfg, opts.Hooks)
@@ -168,6 +159,26 @@ func Create(opts Options) (_ *Container, retErr error) {
 		c.oom = watchOOM(opts.ID, c.cgroupPaths, func() { opts.OnOOM(opts.ID) }, log)
 	}
 	return c, nil
+}
+
+// libcontainerConfig converts a spec to libcontainer's configuration and
+// validates it, so that a bad spec is reported as the caller's mistake
+// (InvalidArgument), not an internal failure of Create.
+func libcontainerConfig(id string, spec *specs.Spec) (*configs.Config, error) {
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName: id,
+		Spec:       spec,
+		// Keyrings are not namespaced; a session keyring per container
+		// keeps them apart as runc does by default.
+		NoNewKeyring: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("container %q: convert spec: %v: %w", id, err, errdefs.ErrInvalidArgument)
+	}
+	if err := validate.Validate(cfg); err != nil {
+		return nil, fmt.Errorf("container %q: invalid spec: %v: %w", id, err, errdefs.ErrInvalidArgument)
+	}
+	return cfg, nil
 }
 
 // Start runs the init process's program (the OCI "start").

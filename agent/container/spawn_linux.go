@@ -3,12 +3,15 @@ package container
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/sandbox-guest/sandbox-guest/agent/hostinput"
 )
 
 // startProcess builds the libcontainer process with its stdio and starts
@@ -160,6 +163,15 @@ func newLibcontainerProcess(sp *specs.Process, isInit bool) (*libcontainer.Proce
 	}
 	if !filepath.IsAbs(cwd) {
 		return nil, fmt.Errorf("cwd %q is not absolute: %w", sp.Cwd, errdefs.ErrInvalidArgument)
+	}
+	// A NUL byte cannot reach execve; refused here it is the host's
+	// mistake, not a failure to start reported as Internal.
+	for _, list := range [][]string{sp.Args, sp.Env, {cwd}} {
+		for _, v := range list {
+			if strings.IndexByte(v, 0) >= 0 {
+				return nil, hostinput.Invalid("process argument, environment variable or cwd %q contains a NUL byte", hostinput.Clip(v))
+			}
+		}
 	}
 	lp := &libcontainer.Process{
 		Args:            sp.Args,

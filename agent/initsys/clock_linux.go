@@ -11,11 +11,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maxSettableSec bounds SetTime: the kernel refuses times past
+// KTIME_SEC_MAX less 30 years of uptime (about 8.27e9 s, year 2232) with
+// EINVAL, which would come back as an unclassed failure.
+const maxSettableSec = 8_000_000_000
+
 // SetTime sets the system clock (settimeofday), as SetGuestDateTime asks
 // after a VM resumes from a snapshot with a stale clock.
 func SetTime(sec, usec int64) error {
 	if sec < 0 || usec < 0 || usec >= 1_000_000 {
 		return fmt.Errorf("time %d s %d us: %w", sec, usec, errdefs.ErrInvalidArgument)
+	}
+	if sec > maxSettableSec {
+		return fmt.Errorf("time %d s is past what the kernel can set (%d s): %w", sec, maxSettableSec, errdefs.ErrInvalidArgument)
 	}
 	tv := unix.Timeval{Sec: sec, Usec: usec}
 	if err := unix.Settimeofday(&tv); err != nil {

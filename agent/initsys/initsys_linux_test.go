@@ -502,7 +502,7 @@ func TestReseedRandomForReal(t *testing.T) {
 }
 
 func TestSetTimeValidates(t *testing.T) {
-	for _, c := range [][2]int64{{-1, 0}, {0, -1}, {0, 1_000_000}} {
+	for _, c := range [][2]int64{{-1, 0}, {0, -1}, {0, 1_000_000}, {1 << 62, 0}} {
 		if err := SetTime(c[0], c[1]); !errdefs.IsInvalidArgument(err) {
 			t.Fatalf("SetTime(%d, %d) = %v", c[0], c[1], err)
 		}

@@ -17,6 +17,10 @@ const (
 	frameHeaderLen = 10
 	frameRequest   = 1
 	frameResponse  = 2
+	frameData      = 3
+	// frameIgnored is a message type ttrpc does not know: it drops such
+	// frames on odd (client) stream ids and refuses them on even ones.
+	frameIgnored = 0
 	// framePeek is how much of a payload is kept to name a request's
 	// method or read a response's status code: the service and method
 	// names, and the status code, come first on the wire.
@@ -33,23 +37,34 @@ type frameScanner struct {
 	hdr  [frameHeaderLen]byte
 	nhdr int
 	left uint32 // payload bytes of the current frame still to come
+	size uint32 // payload length of the current frame
 	id   uint32
 	typ  byte
 	peek []byte
+	// ignoreData turns data frames into frameIgnored ones as they pass
+	// (on the receiving side). The agent serves no streaming method, and
+	// ttrpc v1.2 dereferences a nil stream when a data frame names a
+	// unary call in flight, which would take PID 1 down.
+	ignoreData bool
 }
 
 // scan follows p and calls done for every frame that ends in it, with the
-// frame's first framePeek payload bytes.
+// frame's first framePeek payload bytes. With ignoreData it rewrites the
+// type byte of data frame headers in p.
 func (f *frameScanner) scan(p []byte, done func(id uint32, typ byte, peek []byte)) {
 	for len(p) > 0 {
 		if f.nhdr < frameHeaderLen {
 			n := copy(f.hdr[f.nhdr:], p)
+			if f.ignoreData && f.nhdr <= 8 && 8 < f.nhdr+n && f.hdr[8] == frameData {
+				p[8-f.nhdr], f.hdr[8] = frameIgnored, frameIgnored
+			}
 			f.nhdr += n
 			p = p[n:]
 			if f.nhdr < frameHeaderLen {
 				return
 			}
 			f.left = binary.BigEndian.Uint32(f.hdr[0:4])
+			f.size = f.left
 			f.id = binary.BigEndian.Uint32(f.hdr[4:8])
 			f.typ = f.hdr[8]
 			f.peek = f.peek[:0]
@@ -175,11 +190,15 @@ type trackedConn struct {
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.rd.scan(p[:n], func(id uint32, typ byte, peek []byte) {
-		if typ != frameRequest {
+		if !answered(typ, id, c.rd.size) {
 			return
 		}
 		c.mu.Lock()
 		c.pending++
+		if typ != frameRequest {
+			c.mu.Unlock()
+			return
+		}
 		if svc, m := requestMethod(peek); svc == destroyService && m == destroyMethod {
 			c.destroys[id] = true
 		}
@@ -187,6 +206,19 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	})
 	return n, err
 }
+
+// answered reports whether ttrpc (v1.2) answers a frame the host sent:
+// a request always; any frame on a server-side (even) stream id or longer
+// than its 4 MiB limit with an error. Other frames (data frames once
+// ignoreData turned them, unknown types) get no answer, and counting them
+// would keep the server's stop waiting; not counting the answered ones
+// would let their answers stand for a request still in flight.
+func answered(typ byte, id, size uint32) bool {
+	return typ == frameRequest || id%2 == 0 || size > ttrpcMaxMessage
+}
+
+// ttrpcMaxMessage is ttrpc's limit on a message's length.
+const ttrpcMaxMessage = 4 << 20
 
 func (c *trackedConn) Write(p []byte) (int, error) {
 	n, err := c.out.write(c.Conn, p) // coalesce.go
@@ -270,6 +302,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, srv: l.srv, destroys: map[uint32]bool{}}
+	tc.rd.ignoreData = true
 	l.srv.track(tc)
 	return tc, nil
 }

@@ -76,7 +76,15 @@ func codeOf(err error) codes.Code {
 func interceptor(log *slog.Logger) ttrpc.UnaryServerInterceptor {
 	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp interface{}, err error) {
 		var req any
-		keep := func(v any) error { req = v; return unmarshal(v) }
+		keep := func(v any) error {
+			req = v
+			if err := unmarshal(v); err != nil {
+				// ttrpc calls a payload that does not decode Internal;
+				// it is the host's malformed request.
+				return status.Errorf(codes.InvalidArgument, "%s: malformed request: %s", info.FullMethod, status.Convert(err).Message())
+			}
+			return nil
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				log.Error("handler panic", append([]any{"method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack())}, requestIDs(req)...)...)

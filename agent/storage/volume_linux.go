@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -26,6 +27,9 @@ type VolumeUsage struct {
 func (m *Manager) VolumeStats(p string) (VolumeUsage, error) {
 	if p == "" || !filepath.IsAbs(p) {
 		return VolumeUsage{}, fmt.Errorf("volume guest path %q is not absolute: %w", hostinput.Clip(p), errdefs.ErrInvalidArgument)
+	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return VolumeUsage{}, hostinput.Invalid("volume guest path %q contains a NUL byte", hostinput.Clip(p))
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(p, &st); err != nil {
