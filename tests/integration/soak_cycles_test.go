@@ -277,7 +277,7 @@ func TestSoakCycles(t *testing.T) {
 	// guest agent shows between scrapes) and after.
 	step := max(cycles/10, 1)
 	start := time.Now()
-	t.Logf("%8s %12s %14s %16s %16s", "cycles", "heap objects", "heap in use", "RssAnon (live)", "RssAnon (freed)")
+	t.Logf("%8s %12s %14s %14s %16s %16s %16s", "cycles", "heap objects", "heap in use", "stacks", "Go mapped", "RssAnon (live)", "RssAnon (freed)")
 	for i := 1; i <= cycles; i++ {
 		rpc(t, "exec cycle", func(ctx context.Context) error { return a.execCycle(ctx, "cycles", fmt.Sprintf("c-%d", i)) })
 		if i%step == 0 || i == cycles {
@@ -286,7 +286,8 @@ func TestSoakCycles(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			debug.FreeOSMemory()
-			t.Logf("%8d %12d %10d KiB %12d KiB %12d KiB", i, ms.HeapObjects, ms.HeapInuse>>10, live>>10, rssAnon(t)>>10)
+			t.Logf("%8d %12d %10d KiB %10d KiB %12d KiB %12d KiB %12d KiB", i, ms.HeapObjects, ms.HeapInuse>>10,
+				ms.StackInuse>>10, (ms.Sys-ms.HeapReleased)>>10, live>>10, rssAnon(t)>>10)
 		}
 	}
 	t.Logf("%d exec cycles in %v", cycles, time.Since(start).Round(time.Millisecond))
