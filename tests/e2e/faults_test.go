@@ -448,9 +448,20 @@ func TestFaultQEMUKilled(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("Check after QEMU died took %v", took)
 	}
+	// virtiofsd leaves by itself once QEMU's end of its socket is gone.
+	deadline := time.Now().Add(20 * time.Second)
+	for syscall.Kill(fsPid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Errorf("virtiofsd (pid %d) still runs 20 s after QEMU died", fsPid)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	closed := time.Now()
 	if err := s.vm.Close(); err != nil {
 		t.Logf("Close: %v", err)
 	}
+	t.Logf("Close after QEMU died took %v", time.Since(closed).Round(time.Millisecond))
 	for _, p := range []struct {
 		name string
 		pid  int
