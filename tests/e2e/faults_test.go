@@ -37,27 +37,22 @@ func init() {
 	registerSharedGuestTest("FaultForkBomb", (*suite).testFaultForkBomb)
 }
 
-// inspectorID runs in the guest's pid namespace with CAP_SYS_PTRACE, so
-// that it can read the agent's (PID 1's) /proc entries and, through
-// /proc/1/root, its mounts: the agent's view of the guest.
+// inspectorID is a container that sees the agent: the guest's /proc (in
+// which PID 1 is the agent), /run and /sys/fs/cgroup are bound read-only
+// under /host, and it may read PID 1's entries (CAP_SYS_PTRACE). The
+// agent gives every container a pid namespace of the pod's, so its own
+// /proc never shows the agent.
 const inspectorID = "inspector"
+
+func withInspector(s *pb.Spec) {
+	for _, m := range [][2]string{{"/proc", "/host/proc"}, {"/run", "/host/run"}, {"/sys/fs/cgroup", "/host/cgroup"}} {
+		s.Mounts = append(s.Mounts, &pb.Mount{Destination: m[1], Type: "bind", Source: m[0], Options: []string{"rbind", "ro"}})
+	}
+	withInspectorProcess(s.Process)
+}
 
 // inspectorStarted holds the suites whose inspector runs.
 var inspectorStarted sync.Map
-
-func withInspector(s *pb.Spec) {
-	var ns []*pb.LinuxNamespace
-	for _, n := range s.Linux.Namespaces {
-		if n.Type != "pid" {
-			ns = append(ns, n)
-		}
-	}
-	s.Linux.Namespaces = ns
-	c := s.Process.Capabilities
-	for _, set := range []*[]string{&c.Bounding, &c.Effective, &c.Permitted} {
-		*set = append(*set, "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH")
-	}
-}
 
 // inspect runs script in the inspector container (started once) and
 // returns its stdout; the script fails the test on a non-zero status.
@@ -233,7 +228,7 @@ func (s *suite) testFaultForkBomb(t *testing.T) {
 	// The limit is hit, again and again.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		out := s.inspect(t, "cat $(find /proc/1/root/sys/fs/cgroup -type d -name "+cid+" | head -1)/pids.events /dev/null")
+		out := s.inspect(t, "cat $(find /host/cgroup -type d -name "+cid+" | head -1)/pids.events /dev/null")
 		f := strings.Fields(out)
 		if len(f) >= 2 && f[0] == "max" {
 			if n, _ := strconv.Atoi(f[1]); n > 0 {
@@ -261,7 +256,7 @@ func (s *suite) testFaultForkBomb(t *testing.T) {
 	if now := s.settleAgent(t, base); now.fds > base.fds || now.goroutines > base.goroutines {
 		t.Errorf("after the fork bomb: before %v; after %v", base, now)
 	}
-	if out := s.inspect(t, "find /proc/1/root/sys/fs/cgroup -type d -name "+cid); strings.TrimSpace(out) != "" {
+	if out := s.inspect(t, "find /host/cgroup -type d -name "+cid); strings.TrimSpace(out) != "" {
 		t.Errorf("the fork bomb's cgroup is left: %q", out)
 	}
 }
@@ -283,7 +278,7 @@ func bootFaultSuite(t *testing.T, extra ...vmm.Option) *suite {
 // and the agent goes on serving: new containers and execs run.
 func TestFaultMemoryHog(t *testing.T) {
 	s := bootFaultSuite(t)
-	if adj := strings.TrimSpace(s.inspect(t, "cat /proc/1/oom_score_adj")); adj != "-997" {
+	if adj := strings.TrimSpace(s.inspect(t, "cat /host/proc/1/oom_score_adj")); adj != "-997" {
 		t.Errorf("agent oom_score_adj %q, want -997", adj)
 	}
 	const cid = "hog"
@@ -301,7 +296,7 @@ func TestFaultMemoryHog(t *testing.T) {
 	}
 	s.remove(t, cid)
 	// The agent is the one that survived, and serves.
-	if adj := strings.TrimSpace(s.inspect(t, "cat /proc/1/oom_score_adj; grep -E '^(VmHWM|RssAnon)' /proc/1/status")); !strings.HasPrefix(adj, "-997") {
+	if adj := strings.TrimSpace(s.inspect(t, "cat /host/proc/1/oom_score_adj; grep -E '^(Name|VmHWM|RssAnon)' /host/proc/1/status")); !strings.HasPrefix(adj, "-997") {
 		t.Errorf("agent after the OOM: %q", adj)
 	} else {
 		t.Logf("agent after the OOM: %s", strings.Join(strings.Fields(adj), " "))

@@ -53,7 +53,7 @@ func (g guestState) String() string {
 
 func (s *suite) guestState(t *testing.T, f agentFigures) guestState {
 	t.Helper()
-	out := s.inspect(t, "wc -l < /proc/1/mountinfo; find /proc/1/root/sys/fs/cgroup -type d | wc -l; find /proc/1/root/run -xdev | wc -l")
+	out := s.inspect(t, "wc -l < /host/proc/1/mountinfo; find /host/cgroup -type d | wc -l; find /host/run -xdev | wc -l")
 	n := strings.Fields(out)
 	if len(n) != 3 {
 		t.Fatalf("inspector counts %q", out)
