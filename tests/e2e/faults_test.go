@@ -222,7 +222,9 @@ func withPidsLimit(n int64) fixture.SpecOption {
 func (s *suite) testFaultForkBomb(t *testing.T) {
 	const cid = "forkbomb"
 	const limit = 64
-	s.inspect(t, "true") // the inspector is part of the baseline
+	// The inspector and the sleeper are part of the baseline.
+	s.inspect(t, "true")
+	sleeper := s.sleeperContainer(t)
 	base := s.quiesceAgent(t)
 	s.createContainer(t, cid, []string{"sh", "-c", "b() { b | b & }; b; sleep 100000"}, withPidsLimit(limit))
 	// The limit is hit, again and again.
@@ -247,7 +249,7 @@ func (s *suite) testFaultForkBomb(t *testing.T) {
 	if r.Status != pb.HealthCheckResponse_SERVING {
 		t.Errorf("health during the fork bomb %v", r.Status)
 	}
-	if out, st := s.exec(t, s.sleeperContainer(t), false, "echo", "alive"); st != 0 || out != "alive\n" {
+	if out, st := s.exec(t, sleeper, false, "echo", "alive"); st != 0 || out != "alive\n" {
 		t.Errorf("exec elsewhere during the fork bomb: %q, status %d", out, st)
 	}
 	start := time.Now()
