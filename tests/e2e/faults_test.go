@@ -362,6 +362,23 @@ func TestFaultVirtiofsdKilled(t *testing.T) {
 		t.Errorf("RemoveContainer reader again: %v after %v", err, took)
 	}
 
+	// A container whose rootfs is on the dead share fails within the
+	// host's deadline, and holds nothing up for the others.
+	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, "late"), s.bb); err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	start = time.Now()
+	_, err = s.cli.Agent.CreateContainer(lctx, &pb.CreateContainerRequest{
+		ContainerId: "late", ExecId: "late", OCI: fixture.Spec(sandboxID, "late", []string{"true"}),
+	})
+	lcancel()
+	t.Logf("CreateContainer on the dead share after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if err == nil {
+		t.Errorf("CreateContainer on the dead share succeeded")
+	}
+	checkServing(t, s)
+
 	// A container on other storage runs.
 	const cid = "blkroot"
 	mountPoint := guestpath.KataRoot + "/" + cid + "-blk"
