@@ -53,6 +53,13 @@ type Process struct {
 	outEOF      bool
 	errEOF      bool
 	closed      bool
+	// Output read for a call cancelled meanwhile (its connection went):
+	// the next read returns it first.
+	outHeld, errHeld []byte
+	// One read of a stream at a time: a dead connection's late read and
+	// the next connection's must neither reorder the output nor cut each
+	// other short with their cancellation deadline.
+	outRead, errRead sync.Mutex
 	// Release after the wait (release_linux.go).
 	releaseTimer       Timer
 	waitedAt, lastData time.Time
@@ -186,7 +193,7 @@ func (p *Process) CloseStdin() error {
 // ReadStdout reads up to n bytes of output; it returns io.EOF once the
 // process and every other writer closed the stream and it is drained.
 func (p *Process) ReadStdout(ctx context.Context, n int) ([]byte, error) {
-	return p.read(ctx, p.stdout, n, &p.outEOF)
+	return p.read(ctx, p.stdout, n, &p.outEOF, &p.outHeld, &p.outRead)
 }
 
 // ReadStderr is ReadStdout for stderr; with a terminal it is at EOF at once.
@@ -194,17 +201,28 @@ func (p *Process) ReadStderr(ctx context.Context, n int) ([]byte, error) {
 	if p.tty {
 		return nil, io.EOF
 	}
-	return p.read(ctx, p.stderr, n, &p.errEOF)
+	return p.read(ctx, p.stderr, n, &p.errEOF, &p.errHeld, &p.errRead)
 }
 
-func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byte, error) {
+func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool, held *[]byte, one *sync.Mutex) ([]byte, error) {
 	if n <= 0 {
 		n = defaultReadLen
 	}
 	if n > MaxReadLen {
 		n = MaxReadLen
 	}
+	one.Lock()
+	defer one.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err // nowhere to send what it would read
+	}
 	p.mu.Lock()
+	if len(*held) > 0 {
+		b := (*held)[:min(n, len(*held))]
+		*held = (*held)[len(b):]
+		p.mu.Unlock()
+		return b, nil
+	}
 	// A closed stream was released after the wait: nothing more comes.
 	if f == nil || *eof || p.closed {
 		p.mu.Unlock()
@@ -229,8 +247,14 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool) ([]byt
 	stop()
 	if got > 0 {
 		p.mu.Lock()
+		defer p.mu.Unlock()
 		p.lastData = p.policy.Clock.Now()
-		p.mu.Unlock()
+		if ctx.Err() != nil {
+			// The reply would go to a connection that is gone: keep
+			// the bytes for the next read.
+			*held = append(*held, buf[:got]...)
+			return nil, ctx.Err()
+		}
 		return buf[:got], nil
 	}
 	switch {
