@@ -1,13 +1,10 @@
 package gather
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,25 +74,15 @@ func (f *fakeAgent) StatsContainer(ctx context.Context, r *pb.StatsContainerRequ
 // directory, checking that every member is under it.
 func readArchive(t *testing.T, b []byte, top string) map[string]string {
 	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+	gotTop, members, err := Read(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(zr)
+	if gotTop != top {
+		t.Fatalf("archive top directory %q, want %q", gotTop, top)
+	}
 	m := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		name, ok := strings.CutPrefix(h.Name, top+"/")
-		if !ok {
-			t.Fatalf("member %q is not under %s", h.Name, top)
-		}
-		data, _ := io.ReadAll(tr)
+	for name, data := range members {
 		m[name] = string(data)
 	}
 	return m

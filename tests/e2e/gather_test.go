@@ -3,10 +3,8 @@
 package e2e
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/json"
-	"io"
+	"github.com/sandbox-guest/sandbox-guest/host/gather"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,27 +104,13 @@ func gatherTail(s string, n int) string {
 // directory → content.
 func gatherMembers(t *testing.T, p string) map[string]string {
 	t.Helper()
-	f, err := os.Open(p)
+	_, members, err := gather.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
 	m := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return m
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		_, rel, _ := strings.Cut(h.Name, "/")
-		m[rel] = string(b)
+	for name, b := range members {
+		m[name] = string(b)
 	}
+	return m
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
-	"io"
+	"github.com/sandbox-guest/sandbox-guest/host/gather"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -340,26 +338,13 @@ func TestGatherWithoutAgent(t *testing.T) {
 
 func archiveNames(t *testing.T, p string) map[string]bool {
 	t.Helper()
-	f, err := os.Open(p)
+	_, members, err := gather.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
 	names := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return names
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, rel, _ := strings.Cut(h.Name, "/")
-		names[rel] = true
+	for name := range members {
+		names[name] = true
 	}
+	return names
 }
