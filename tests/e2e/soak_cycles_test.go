@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -159,28 +158,14 @@ func (s *suite) containerCycle(cid string) error {
 // containerBatches runs n container cycles, guestBatch at a time.
 func (s *suite) containerBatches(t *testing.T, prefix string, n int) {
 	t.Helper()
+	name := func(i int) string { return fmt.Sprintf("%s%d", prefix, i) }
 	for i := 0; i < n; i++ {
-		if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, fmt.Sprintf("%s%d", prefix, i)), s.bb); err != nil {
+		if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, name(i)), s.bb); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := 0; i < n; i += guestBatch {
-		var wg sync.WaitGroup
-		errs := make(chan error, guestBatch)
-		for j := i; j < min(i+guestBatch, n); j++ {
-			wg.Add(1)
-			go func(cid string) {
-				defer wg.Done()
-				errs <- s.containerCycle(cid)
-			}(fmt.Sprintf("%s%d", prefix, j))
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+	if err := fixture.InBatches(n, guestBatch, name, s.containerCycle); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,7 +14,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -237,23 +237,9 @@ func (a *agent) containerCycle(id string) error {
 // containerBatches runs n container cycles, batch at a time.
 func (a *agent) containerBatches(t *testing.T, prefix string, n, batch int) {
 	t.Helper()
-	for i := 0; i < n; i += batch {
-		var wg sync.WaitGroup
-		errs := make(chan error, batch)
-		for j := i; j < min(i+batch, n); j++ {
-			wg.Add(1)
-			go func(id string) {
-				defer wg.Done()
-				errs <- a.containerCycle(id)
-			}(fmt.Sprintf("%s-%d", prefix, j))
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+	name := func(i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
+	if err := fixture.InBatches(n, batch, name, a.containerCycle); err != nil {
+		t.Fatal(err)
 	}
 }
 
