@@ -125,7 +125,12 @@ func settle(t *testing.T, base footprint) footprint {
 func checkFootprint(t *testing.T, what string, base, now footprint) {
 	t.Helper()
 	t.Logf("%s: before %v; after %v", what, base, now)
-	if now.fds > base.fds || now.goroutines > base.goroutines || now.anon > base.anon+soakAnonSlack {
+	// Under -race RssAnon is the race detector's shadow memory as much as
+	// the agent's (run alone, this test grew it by 9 MiB before any change
+	// of this session): it is bounded only without -race (`make soak`) and
+	// in the guest (TestE2E/ExecReleaseSoak, SoakCycles).
+	grew := now.anon > base.anon+soakAnonSlack && !raceBuild
+	if now.fds > base.fds || now.goroutines > base.goroutines || grew {
 		t.Errorf("%s left resources behind: before %v; after %v (RssAnon slack %d KiB)",
 			what, base, now, soakAnonSlack>>10)
 	}
