@@ -97,8 +97,8 @@ func (s *suite) testTerminationLog(t *testing.T) {
 // The newer methods and the malformed network requests answer as upstream.
 func (s *suite) testProtocolDriftAnswers(t *testing.T) {
 	_, err := s.cli.Agent.AddSwapPath(s.rpcCtx(t), &pb.AddSwapPathRequest{Path: "/dev/vdz"})
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "AddSwapPath") {
-		t.Errorf("AddSwapPath: %v, want Unimplemented naming the method", err)
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "/dev/vdz") {
+		t.Errorf("AddSwapPath of a missing device: %v, want NotFound naming the path", err)
 	}
 	before, err := s.cli.Agent.ListRoutes(s.rpcCtx(t), &pb.ListRoutesRequest{})
 	check(t, "ListRoutes", err)
