@@ -74,16 +74,12 @@ func (f *fakeAgent) StatsContainer(ctx context.Context, r *pb.StatsContainerRequ
 // directory, checking that every member is under it.
 func readArchive(t *testing.T, b []byte, top string) map[string]string {
 	t.Helper()
-	gotTop, members, err := Read(bytes.NewReader(b))
+	gotTop, m, err := Read(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if gotTop != top {
 		t.Fatalf("archive top directory %q, want %q", gotTop, top)
-	}
-	m := map[string]string{}
-	for name, data := range members {
-		m[name] = string(data)
 	}
 	return m
 }

@@ -15,15 +15,16 @@ import (
 const maxReadMember = 64 << 20
 
 // Read returns the members of a gather archive by their name below its top
-// directory (guest-details.json, host/qemu.log, ...). Every member must lie
+// directory (guest-details.json, host/qemu.log, ...), as text: every member
+// Write puts there is JSON or a log. Every member must lie
 // below one top directory, as Write puts them; anything else is an error.
-func Read(r io.Reader) (top string, members map[string][]byte, err error) {
+func Read(r io.Reader) (top string, members map[string]string, err error) {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
 		return "", nil, fmt.Errorf("read gather archive: %w", err)
 	}
 	tr := tar.NewReader(zr)
-	members = map[string][]byte{}
+	members = map[string]string{}
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -44,12 +45,12 @@ func Read(r io.Reader) (top string, members map[string][]byte, err error) {
 		if len(data) > maxReadMember {
 			return "", nil, fmt.Errorf("read gather archive member %s: larger than %d bytes", h.Name, maxReadMember)
 		}
-		members[name] = data
+		members[name] = string(data)
 	}
 }
 
 // ReadFile is Read of the archive at path p.
-func ReadFile(p string) (top string, members map[string][]byte, err error) {
+func ReadFile(p string) (top string, members map[string]string, err error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", nil, fmt.Errorf("read gather archive: %w", err)

@@ -29,7 +29,7 @@ func TestReadMembersBelowTop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if top != "g" || string(m["a.json"]) != "g/a.json" || string(m["host/qemu.log"]) != "g/host/qemu.log" || len(m) != 2 {
+	if top != "g" || m["a.json"] != "g/a.json" || m["host/qemu.log"] != "g/host/qemu.log" || len(m) != 2 {
 		t.Fatalf("top %q members %q", top, m)
 	}
 }

@@ -97,13 +97,9 @@ func TestAgentctlGather(t *testing.T) {
 // directory.
 func readTarGz(t *testing.T, p string) map[string]string {
 	t.Helper()
-	_, members, err := gather.ReadFile(p)
+	_, m, err := gather.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
-	}
-	m := map[string]string{}
-	for name, b := range members {
-		m[name] = string(b)
 	}
 	return m
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"github.com/sandbox-guest/sandbox-guest/host/gather"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -305,10 +307,10 @@ func TestGatherArchiveMembers(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.Archive == "" {
 		t.Fatalf("%v: %s", err, stdout.String())
 	}
-	names := archiveNames(t, r.Archive)
+	members := archiveMembers(t, r.Archive)
 	for _, want := range []string{"host/qemu.log", "host/virtiofsd.log", "host/console.log", "agent.log", "containers/c1/stats.json", "errors.txt"} {
-		if !names[want] {
-			t.Errorf("archive lacks %s: %v", want, names)
+		if _, ok := members[want]; !ok {
+			t.Errorf("archive lacks %s: %v", want, slices.Sorted(maps.Keys(members)))
 		}
 	}
 	if len(r.Errors) != 0 {
@@ -331,20 +333,19 @@ func TestGatherWithoutAgent(t *testing.T) {
 		t.Errorf("output %q", stdout.String())
 	}
 	matches, _ := filepath.Glob(filepath.Join(dir, "sandbox-gather-*.tar.gz"))
-	if len(matches) != 1 || !archiveNames(t, matches[0])["host/console.log"] {
-		t.Errorf("archives %v", matches)
+	if len(matches) != 1 {
+		t.Fatalf("archives %v", matches)
+	}
+	if _, ok := archiveMembers(t, matches[0])["host/console.log"]; !ok {
+		t.Errorf("archive %s lacks host/console.log", matches[0])
 	}
 }
 
-func archiveNames(t *testing.T, p string) map[string]bool {
+func archiveMembers(t *testing.T, p string) map[string]string {
 	t.Helper()
-	_, members, err := gather.ReadFile(p)
+	_, m, err := gather.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]bool{}
-	for name := range members {
-		names[name] = true
-	}
-	return names
+	return m
 }
