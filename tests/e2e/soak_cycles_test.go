@@ -79,22 +79,14 @@ func checkGuestState(t *testing.T, what string, base, now guestState) {
 	t.Helper()
 	t.Logf("%s: before %v", what, base)
 	t.Logf("%s: after  %v", what, now)
-	var bad []string
-	for _, c := range []struct {
-		name             string
-		was, is, tolerab int
-	}{
-		{"descriptors", base.fds, now.fds, 0},
-		{"goroutines", base.goroutines, now.goroutines, 0},
-		{"mounts", base.mounts, now.mounts, 0},
-		{"cgroups", base.cgroups, now.cgroups, 0},
-		{"/run files", base.files, now.files, 0},
-		{"threads", base.threads, now.threads, guestThreadSlack},
-	} {
-		if c.is > c.was+c.tolerab {
-			bad = append(bad, fmt.Sprintf("%s %d -> %d (tolerance %d)", c.name, c.was, c.is, c.tolerab))
-		}
-	}
+	bad := fixture.Grown(
+		fixture.Gauge{Name: "descriptors", Was: int64(base.fds), Is: int64(now.fds)},
+		fixture.Gauge{Name: "goroutines", Was: int64(base.goroutines), Is: int64(now.goroutines)},
+		fixture.Gauge{Name: "mounts", Was: int64(base.mounts), Is: int64(now.mounts)},
+		fixture.Gauge{Name: "cgroups", Was: int64(base.cgroups), Is: int64(now.cgroups)},
+		fixture.Gauge{Name: "/run files", Was: int64(base.files), Is: int64(now.files)},
+		fixture.Gauge{Name: "threads", Was: int64(base.threads), Is: int64(now.threads), MayGrow: guestThreadSlack},
+	)
 	if now.anon > base.anon+guestAnonSlack {
 		bad = append(bad, fmt.Sprintf("RssAnon %.0f -> %.0f KiB (tolerance %d KiB)", base.anon/1024, now.anon/1024, guestAnonSlack>>10))
 	}

@@ -154,24 +154,15 @@ func checkState(t *testing.T, what string, base, now agentState) {
 	t.Helper()
 	t.Logf("%s: before %v", what, base)
 	t.Logf("%s: after  %v", what, now)
-	var bad []string
-	for _, c := range []struct {
-		name      string
-		was, is   int
-		tolerance int
-	}{
-		{"descriptors", base.fds, now.fds, 0},
-		{"goroutines", base.goroutines, now.goroutines, 0},
-		{"mounts", base.mounts, now.mounts, 0},
-		{"cgroups", base.cgroups, now.cgroups, 0},
-		{"state files", base.files, now.files, 0},
-		{"threads", base.threads, now.threads, cycleThreadSlack},
-		{"live heap objects", int(base.heapObjects), int(now.heapObjects), cycleObjectSlack},
-	} {
-		if c.is > c.was+c.tolerance {
-			bad = append(bad, fmt.Sprintf("%s %d -> %d (tolerance %d)", c.name, c.was, c.is, c.tolerance))
-		}
-	}
+	bad := fixture.Grown(
+		fixture.Gauge{Name: "descriptors", Was: int64(base.fds), Is: int64(now.fds)},
+		fixture.Gauge{Name: "goroutines", Was: int64(base.goroutines), Is: int64(now.goroutines)},
+		fixture.Gauge{Name: "mounts", Was: int64(base.mounts), Is: int64(now.mounts)},
+		fixture.Gauge{Name: "cgroups", Was: int64(base.cgroups), Is: int64(now.cgroups)},
+		fixture.Gauge{Name: "state files", Was: int64(base.files), Is: int64(now.files)},
+		fixture.Gauge{Name: "threads", Was: int64(base.threads), Is: int64(now.threads), MayGrow: cycleThreadSlack},
+		fixture.Gauge{Name: "live heap objects", Was: int64(base.heapObjects), Is: int64(now.heapObjects), MayGrow: cycleObjectSlack},
+	)
 	if now.anon > base.anon+cycleAnonSlack && !raceBuild {
 		bad = append(bad, fmt.Sprintf("RssAnon %d -> %d KiB (tolerance %d KiB)", base.anon>>10, now.anon>>10, cycleAnonSlack>>10))
 	}
