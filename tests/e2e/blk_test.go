@@ -37,15 +37,21 @@ func mkfsExt4(t *testing.T, img string, files map[string]string) {
 			t.Fatal(err)
 		}
 	}
-	f, err := os.Create(img)
-	if err != nil {
+	mkfsExt4Image(t, img, blkImageSize, "-d", src)
+}
+
+// mkfsExt4Image writes an ext4 image of size bytes at img, with mkfs.ext4's
+// extra args (-d DIR fills it from a tree).
+func mkfsExt4Image(t *testing.T, img string, size int64, args ...string) {
+	t.Helper()
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Truncate(blkImageSize); err != nil {
+	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-F", "-q", "-d", src, img).CombinedOutput(); err != nil {
+	args = append(append([]string{"-F", "-q"}, args...), img)
+	if out, err := exec.Command("mkfs.ext4", args...).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4 (install e2fsprogs): %v: %s", err, out)
 	}
 }

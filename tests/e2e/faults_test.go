@@ -429,17 +429,7 @@ func blockRootfsImage(t *testing.T) string {
 		t.Fatal(err)
 	}
 	img := filepath.Join(t.TempDir(), "root.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(blkImageSize); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if out, err := exec.Command("mkfs.ext4", "-F", "-q", "-d", src, img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
-	}
+	mkfsExt4Image(t, img, blkImageSize, "-d", src)
 	return img
 }
 

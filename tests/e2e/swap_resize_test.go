@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -223,13 +222,5 @@ func TestSwapAndResize(t *testing.T) {
 // then page-aligned and every page of it counts as swap.
 func mkfsExt4Size(t *testing.T, img string, size int64) {
 	t.Helper()
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, size); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-F", "-q", "-b", "4096", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4 (install e2fsprogs): %v: %s", err, out)
-	}
+	mkfsExt4Image(t, img, size, "-b", "4096")
 }
