@@ -50,19 +50,25 @@ type Process struct {
 	mu          sync.Mutex
 	stdinClosed bool
 	waited      bool // a WaitProcess call got the exit status
-	outEOF      bool
-	errEOF      bool
 	closed      bool
-	// Output read for a call cancelled meanwhile (its connection went):
-	// the next read returns it first.
-	outHeld, errHeld []byte
-	// One read of a stream at a time: a dead connection's late read and
-	// the next connection's must neither reorder the output nor cut each
-	// other short with their cancellation deadline.
-	outRead, errRead sync.Mutex
+	// The reading side of stdout and stderr.
+	out, errs output
 	// Release after the wait (release_linux.go).
 	releaseTimer       Timer
 	waitedAt, lastData time.Time
+}
+
+// output is what the agent keeps about reading one output stream. eof
+// and held are guarded by Process.mu.
+type output struct {
+	eof bool
+	// Output read for a call cancelled meanwhile (its connection went):
+	// the next read returns it first.
+	held []byte
+	// One read of a stream at a time: a dead connection's late read and
+	// the next connection's must neither reorder the output nor cut each
+	// other short with their cancellation deadline.
+	reading sync.Mutex
 }
 
 // Pid is the process id in the agent's pid namespace.
@@ -95,7 +101,7 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 // drainedLocked reports whether every output stream is at EOF (or
 // closed). Called with p.mu held.
 func (p *Process) drainedLocked() bool {
-	return p.closed || ((p.stdout == nil || p.outEOF) && (p.tty || p.stderr == nil || p.errEOF))
+	return p.closed || ((p.stdout == nil || p.out.eof) && (p.tty || p.stderr == nil || p.errs.eof))
 }
 
 // ExitStatus converts a wait status to the code the runtime expects.
@@ -193,7 +199,7 @@ func (p *Process) CloseStdin() error {
 // ReadStdout reads up to n bytes of output; it returns io.EOF once the
 // process and every other writer closed the stream and it is drained.
 func (p *Process) ReadStdout(ctx context.Context, n int) ([]byte, error) {
-	return p.read(ctx, p.stdout, n, &p.outEOF, &p.outHeld, &p.outRead)
+	return p.read(ctx, p.stdout, n, &p.out)
 }
 
 // ReadStderr is ReadStdout for stderr; with a terminal it is at EOF at once.
@@ -201,30 +207,30 @@ func (p *Process) ReadStderr(ctx context.Context, n int) ([]byte, error) {
 	if p.tty {
 		return nil, io.EOF
 	}
-	return p.read(ctx, p.stderr, n, &p.errEOF, &p.errHeld, &p.errRead)
+	return p.read(ctx, p.stderr, n, &p.errs)
 }
 
-func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool, held *[]byte, one *sync.Mutex) ([]byte, error) {
+func (p *Process) read(ctx context.Context, f *os.File, n int, o *output) ([]byte, error) {
 	if n <= 0 {
 		n = defaultReadLen
 	}
 	if n > MaxReadLen {
 		n = MaxReadLen
 	}
-	one.Lock()
-	defer one.Unlock()
+	o.reading.Lock()
+	defer o.reading.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err // nowhere to send what it would read
 	}
 	p.mu.Lock()
-	if len(*held) > 0 {
-		b := (*held)[:min(n, len(*held))]
-		*held = (*held)[len(b):]
+	if len(o.held) > 0 {
+		b := o.held[:min(n, len(o.held))]
+		o.held = o.held[len(b):]
 		p.mu.Unlock()
 		return b, nil
 	}
 	// A closed stream was released after the wait: nothing more comes.
-	if f == nil || *eof || p.closed {
+	if f == nil || o.eof || p.closed {
 		p.mu.Unlock()
 		return nil, io.EOF
 	}
@@ -252,7 +258,7 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool, held *
 		if ctx.Err() != nil {
 			// The reply would go to a connection that is gone: keep
 			// the bytes for the next read.
-			*held = append(*held, buf[:got]...)
+			o.held = append(o.held, buf[:got]...)
 			return nil, ctx.Err()
 		}
 		return buf[:got], nil
@@ -265,7 +271,7 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, eof *bool, held *
 	case errors.Is(err, io.EOF), p.tty && errors.Is(err, syscall.EIO),
 		errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil && p.Exited():
 		p.mu.Lock()
-		*eof = true
+		o.eof = true
 		p.mu.Unlock()
 		return nil, io.EOF
 	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
