@@ -200,19 +200,7 @@ func TestSetupFirstStartMovesRootWithoutReexec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	move := []string{
-		fmt.Sprintf("mount proc /proc proc %#x ", nosuidNodevNoexec),
-		fmt.Sprintf("mount sysfs /sys sysfs %#x ", nosuidNodevNoexec),
-		fmt.Sprintf("mount devtmpfs /dev devtmpfs %#x mode=0755", unix.MS_NOSUID),
-		fmt.Sprintf("mount / /newroot  %#x ", unix.MS_BIND),
-		fmt.Sprintf("mount /dev /newroot/dev  %#x ", unix.MS_MOVE),
-		fmt.Sprintf("mount /proc /newroot/proc  %#x ", unix.MS_MOVE),
-		fmt.Sprintf("mount /sys /newroot/sys  %#x ", unix.MS_MOVE),
-		"chdir /newroot",
-		fmt.Sprintf("mount . /  %#x ", unix.MS_MOVE),
-		"chroot .",
-		"chdir /",
-	}
+	move := rootMoveCalls()
 	if len(f.calls) < len(move) || !slices.Equal(f.calls[:len(move)], move) {
 		t.Fatalf("calls:\n%s\nwant first:\n%s", strings.Join(f.calls, "\n"), strings.Join(move, "\n"))
 	}
@@ -236,21 +224,10 @@ func TestSetupFirstStartMovesRootAndReexecs(t *testing.T) {
 	if !errors.Is(err, errExec) {
 		t.Fatalf("err = %v, want the exec to be reached", err)
 	}
-	want := []string{
-		fmt.Sprintf("mount proc /proc proc %#x ", nosuidNodevNoexec),
-		fmt.Sprintf("mount sysfs /sys sysfs %#x ", nosuidNodevNoexec),
-		fmt.Sprintf("mount devtmpfs /dev devtmpfs %#x mode=0755", unix.MS_NOSUID),
-		fmt.Sprintf("mount / /newroot  %#x ", unix.MS_BIND),
-		fmt.Sprintf("mount /dev /newroot/dev  %#x ", unix.MS_MOVE),
-		fmt.Sprintf("mount /proc /newroot/proc  %#x ", unix.MS_MOVE),
-		fmt.Sprintf("mount /sys /newroot/sys  %#x ", unix.MS_MOVE),
-		"chdir /newroot",
-		fmt.Sprintf("mount . /  %#x ", unix.MS_MOVE),
-		"chroot .",
-		"chdir /",
+	want := append(rootMoveCalls(),
 		"flush log", // queued log lines get out before the image is replaced
 		"exec /proc/self/exe /init env-marker=true",
-	}
+	)
 	if !slices.Equal(f.calls, want) {
 		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(f.calls, "\n"), strings.Join(want, "\n"))
 	}
@@ -506,5 +483,23 @@ func TestSetTimeValidates(t *testing.T) {
 		if err := SetTime(c[0], c[1]); !errdefs.IsInvalidArgument(err) {
 			t.Fatalf("SetTime(%d, %d) = %v", c[0], c[1], err)
 		}
+	}
+}
+
+// rootMoveCalls are moveRoot's calls on a first start: the kernel
+// filesystems, then the initramfs root bound onto /newroot and made the root.
+func rootMoveCalls() []string {
+	return []string{
+		fmt.Sprintf("mount proc /proc proc %#x ", nosuidNodevNoexec),
+		fmt.Sprintf("mount sysfs /sys sysfs %#x ", nosuidNodevNoexec),
+		fmt.Sprintf("mount devtmpfs /dev devtmpfs %#x mode=0755", unix.MS_NOSUID),
+		fmt.Sprintf("mount / /newroot  %#x ", unix.MS_BIND),
+		fmt.Sprintf("mount /dev /newroot/dev  %#x ", unix.MS_MOVE),
+		fmt.Sprintf("mount /proc /newroot/proc  %#x ", unix.MS_MOVE),
+		fmt.Sprintf("mount /sys /newroot/sys  %#x ", unix.MS_MOVE),
+		"chdir /newroot",
+		fmt.Sprintf("mount . /  %#x ", unix.MS_MOVE),
+		"chroot .",
+		"chdir /",
 	}
 }
