@@ -199,58 +199,95 @@ func (p *Process) CloseStdin() error {
 // ReadStdout reads up to n bytes of output; it returns io.EOF once the
 // process and every other writer closed the stream and it is drained.
 func (p *Process) ReadStdout(ctx context.Context, n int) ([]byte, error) {
-	return p.read(ctx, p.stdout, n, &p.out)
+	return p.readFresh(ctx, n, false)
 }
 
 // ReadStderr is ReadStdout for stderr; with a terminal it is at EOF at once.
 func (p *Process) ReadStderr(ctx context.Context, n int) ([]byte, error) {
-	if p.tty {
-		return nil, io.EOF
-	}
-	return p.read(ctx, p.stderr, n, &p.errs)
+	return p.readFresh(ctx, n, true)
 }
 
-func (p *Process) read(ctx context.Context, f *os.File, n int, o *output) ([]byte, error) {
+// ReadLen is the length a read of n bytes asks for: n within
+// (0, MaxReadLen], zero meaning the default.
+func ReadLen(n int) int {
 	if n <= 0 {
-		n = defaultReadLen
+		return defaultReadLen
 	}
-	if n > MaxReadLen {
-		n = MaxReadLen
+	return min(n, MaxReadLen)
+}
+
+// readFresh reads into a buffer of its own, which the caller keeps.
+func (p *Process) readFresh(ctx context.Context, n int, stderr bool) ([]byte, error) {
+	// A fresh buffer per call, not a pool: a ttrpc reply owns the slice
+	// until the server has marshalled it, which happens after the handler
+	// returned, and nothing tells us when that is done.
+	buf := make([]byte, ReadLen(n))
+	got, err := p.ReadInto(ctx, buf, stderr)
+	if got == 0 {
+		return nil, err
+	}
+	return buf[:got], err
+}
+
+// ReadInto reads output into buf (at most MaxReadLen bytes of it): stdout,
+// or stderr when stderr is set. It returns io.EOF once the stream is
+// drained and closed, and with a terminal at once for stderr. Bytes read
+// for a call whose ctx ended meanwhile are kept for the next read, and the
+// call returns ctx's error.
+func (p *Process) ReadInto(ctx context.Context, buf []byte, stderr bool) (int, error) {
+	if len(buf) > MaxReadLen {
+		buf = buf[:MaxReadLen]
+	}
+	if stderr {
+		if p.tty {
+			return 0, io.EOF
+		}
+		return p.read(ctx, p.stderr, buf, &p.errs)
+	}
+	return p.read(ctx, p.stdout, buf, &p.out)
+}
+
+func (p *Process) read(ctx context.Context, f *os.File, buf []byte, o *output) (int, error) {
+	if len(buf) == 0 {
+		return 0, nil
 	}
 	o.reading.Lock()
 	defer o.reading.Unlock()
 	if err := ctx.Err(); err != nil {
-		return nil, err // nowhere to send what it would read
+		return 0, err // nowhere to send what it would read
 	}
 	p.mu.Lock()
 	if len(o.held) > 0 {
-		b := o.held[:min(n, len(o.held))]
-		o.held = o.held[len(b):]
+		n := copy(buf, o.held)
+		o.held = o.held[n:]
 		p.mu.Unlock()
-		return b, nil
+		return n, nil
 	}
 	// A closed stream was released after the wait: nothing more comes.
 	if f == nil || o.eof || p.closed {
 		p.mu.Unlock()
-		return nil, io.EOF
+		return 0, io.EOF
 	}
-	// Set under the lock that waitLoop sets the exit deadline under, so
-	// neither overwrites the other's.
-	var deadline time.Time
-	if p.Exited() {
-		deadline = time.Now().Add(p.policy.ExitDrain)
-	}
-	_ = f.SetReadDeadline(deadline)
 	p.mu.Unlock()
-	// A fresh buffer per call, not a pool: the reply owns the slice until
-	// the ttrpc server has marshalled it, which happens after the handler
-	// returned, and nothing tells us when that is done; the next read on
-	// the same stream may already run by then (a host may pipeline reads).
-	buf := make([]byte, n)
-	// A cancelled call (connection gone) must not leave a reader behind.
-	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
-	got, err := drainRead(f, buf)
-	stop()
+	// Output already buffered is read at once, without arming the
+	// deadline and cancellation a wait needs: a reader keeping up with a
+	// busy stream finds data on most calls.
+	got, ready, err := tryRead(f, buf)
+	if !ready {
+		// Set under the lock that waitLoop sets the exit deadline under,
+		// so neither overwrites the other's.
+		p.mu.Lock()
+		var deadline time.Time
+		if p.Exited() {
+			deadline = time.Now().Add(p.policy.ExitDrain)
+		}
+		_ = f.SetReadDeadline(deadline)
+		p.mu.Unlock()
+		// A cancelled call (connection gone) must not leave a reader behind.
+		stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+		got, err = drainRead(f, buf)
+		stop()
+	}
 	if got > 0 {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -259,13 +296,13 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, o *output) ([]byt
 			// The reply would go to a connection that is gone: keep
 			// the bytes for the next read.
 			o.held = append(o.held, buf[:got]...)
-			return nil, ctx.Err()
+			return 0, ctx.Err()
 		}
-		return buf[:got], nil
+		return got, nil
 	}
 	switch {
 	case err == nil:
-		return nil, nil
+		return 0, nil
 	// EIO: every slave fd of the pty is closed. A deadline that is not the
 	// caller's: the process exited and no data came within the exit drain.
 	case errors.Is(err, io.EOF), p.tty && errors.Is(err, syscall.EIO),
@@ -273,13 +310,13 @@ func (p *Process) read(ctx context.Context, f *os.File, n int, o *output) ([]byt
 		p.mu.Lock()
 		o.eof = true
 		p.mu.Unlock()
-		return nil, io.EOF
+		return 0, io.EOF
 	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
-		return nil, ctx.Err()
+		return 0, ctx.Err()
 	case errors.Is(err, os.ErrClosed):
-		return nil, io.EOF // released while the read waited
+		return 0, io.EOF // released while the read waited
 	}
-	return nil, fmt.Errorf("process %q: read output: %w", p.ID, err)
+	return 0, fmt.Errorf("process %q: read output: %w", p.ID, err)
 }
 
 // drainRead blocks until f has data, EOF or an error (deadlines apply),
@@ -294,28 +331,7 @@ func drainRead(f *os.File, buf []byte) (int, error) {
 	}
 	got := 0
 	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		for got < len(buf) {
-			m, err := unix.Read(int(fd), buf[got:])
-			switch {
-			case m > 0:
-				got += m
-				continue
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return got > 0 // nothing yet: let the poller wait
-			case err != nil:
-				if got == 0 {
-					rerr = err
-				}
-			case got == 0: // m == 0, no error: end of stream
-				rerr = io.EOF
-			}
-			return true
-		}
-		return true
-	})
+	err = rc.Read(func(fd uintptr) bool { return readSome(int(fd), buf, &got, &rerr) })
 	if got > 0 {
 		return got, nil
 	}
@@ -327,6 +343,51 @@ func drainRead(f *os.File, buf []byte) (int, error) {
 		return 0, fmt.Errorf("%w: %v", os.ErrClosed, err)
 	}
 	return 0, err
+}
+
+// tryRead is drainRead without the wait: ready is false when f has
+// nothing to read yet. It ignores f's deadline, which only bounds a wait.
+func tryRead(f *os.File, buf []byte) (got int, ready bool, err error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, true, err
+	}
+	var rerr error
+	if err := rc.Control(func(fd uintptr) { ready = readSome(int(fd), buf, &got, &rerr) }); err != nil {
+		// The file was closed meanwhile (closeIO).
+		return 0, true, fmt.Errorf("%w: %v", os.ErrClosed, err)
+	}
+	if got > 0 {
+		return got, true, nil
+	}
+	return 0, ready, rerr
+}
+
+// readSome reads the non-blocking fd into buf[*got:] until buf is full,
+// the stream is empty or it ends, or an error, recorded in *rerr when
+// nothing was read. It reports false when nothing could be read yet: the
+// caller waits for fd to become readable.
+func readSome(fd int, buf []byte, got *int, rerr *error) bool {
+	for *got < len(buf) {
+		m, err := unix.Read(fd, buf[*got:])
+		switch {
+		case m > 0:
+			*got += m
+			continue
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return *got > 0
+		case err != nil:
+			if *got == 0 {
+				*rerr = err
+			}
+		case *got == 0: // m == 0, no error: end of stream
+			*rerr = io.EOF
+		}
+		return true
+	}
+	return true
 }
 
 // Resize sets the terminal window size.

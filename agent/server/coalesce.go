@@ -21,6 +21,12 @@ type frameWriter struct {
 	held []byte
 }
 
+// betweenFrames reports whether the bytes on the connection end at a frame
+// boundary: no frame begun, or all of the begun one held back.
+func (f *frameWriter) betweenFrames() bool {
+	return f.pos.nhdr == 0 || len(f.held) > 0
+}
+
 // maxHeldHead bounds what is held back: ttrpc's buffer size (4 KiB) and a
 // frame header.
 const maxHeldHead = 8 << 10

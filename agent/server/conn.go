@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -28,8 +30,9 @@ const (
 )
 
 const (
-	destroyService = "grpc.AgentService"
-	destroyMethod  = "DestroySandbox"
+	agentServiceName = "grpc.AgentService"
+	destroyService   = agentServiceName
+	destroyMethod    = "DestroySandbox"
 )
 
 // frameScanner follows the ttrpc frames of one direction of a connection.
@@ -171,8 +174,19 @@ type trackedConn struct {
 	srv *Server
 
 	rd frameScanner // Read runs in ttrpc's one receive goroutine
-	// out: ttrpc's one sending goroutine writes (ttrpc's channel.send).
-	out frameWriter
+	in io.Reader    // what Read reads: the connection, or an intake taking stdio calls
+
+	// ctx is the stdio path's calls' context (as ttrpc's connection
+	// context for its calls): cancelled when reading fails or on Close.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// wmu orders the writers: ttrpc's one sending goroutine (ttrpc's
+	// channel.send, through Write) and the stdio path's (writeFrame).
+	wmu     sync.Mutex
+	wcond   *sync.Cond // signalled when a Write returns; on wmu
+	out     frameWriter
+	wbroken bool // a write failed or the connection closed: no frame boundary to wait for
 
 	mu       sync.Mutex
 	wr       frameScanner
@@ -188,7 +202,10 @@ type trackedConn struct {
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	n, err := c.in.Read(p)
+	if err != nil {
+		c.cancel()
+	}
 	c.rd.scan(p[:n], func(id uint32, typ byte, peek []byte) {
 		if !answered(typ, id, c.rd.size) {
 			return
@@ -221,7 +238,13 @@ func answered(typ byte, id, size uint32) bool {
 const ttrpcMaxMessage = 4 << 20
 
 func (c *trackedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
 	n, err := c.out.write(c.Conn, p) // coalesce.go
+	if err != nil {
+		c.wbroken = true
+	}
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
 	replied := false
 	c.mu.Lock()
 	c.wr.scan(p[:n], func(id uint32, typ byte, peek []byte) {
@@ -245,6 +268,48 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// take is the intake's offer of a request frame: a stdio call is served
+// by the stdio path.
+func (c *trackedConn) take(id uint32, payload []byte) bool {
+	r := parseStdioRequest(payload)
+	if r == nil {
+		return false
+	}
+	c.mu.Lock()
+	c.pending++
+	c.mu.Unlock()
+	c.srv.stdioWork.run(func() { c.serveStdio(id, r) })
+	return true
+}
+
+// refuse answers, as ttrpc would, a request reusing a taken stream id.
+func (c *trackedConn) refuse(id uint32) {
+	c.mu.Lock()
+	c.pending++
+	c.mu.Unlock()
+	go c.writeFrame(refusalFrame(id))
+}
+
+// writeFrame writes one whole response frame of the stdio path once
+// ttrpc's writer is between frames (a frame's head that the coalescing
+// writer holds back is not on the connection yet).
+func (c *trackedConn) writeFrame(frame []byte) {
+	c.wmu.Lock()
+	for !c.wbroken && !c.out.betweenFrames() {
+		c.wcond.Wait()
+	}
+	if _, err := c.Conn.Write(frame); err != nil {
+		c.wbroken = true
+	}
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
+	c.mu.Lock()
+	if c.pending > 0 {
+		c.pending--
+	}
+	c.mu.Unlock()
+}
+
 // idle reports whether every request read on c has had its response
 // written.
 func (c *trackedConn) idle() bool {
@@ -257,8 +322,13 @@ func (c *trackedConn) idle() bool {
 // closes. Every caller returns once the connection is closed.
 func (c *trackedConn) Close() error {
 	c.closeOnce.Do(func() {
+		c.cancel()
 		c.srv.flush(c.Conn)
 		c.closeErr = c.Conn.Close()
+		c.wmu.Lock()
+		c.wbroken = true
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
 		c.srv.untrack(c)
 	})
 	return c.closeErr
@@ -290,6 +360,17 @@ func (s *Server) flush(conn net.Conn) {
 	}
 }
 
+func newTrackedConn(c net.Conn, srv *Server) *trackedConn {
+	tc := &trackedConn{Conn: c, srv: srv, in: c, destroys: map[uint32]bool{}}
+	tc.rd.ignoreData = true
+	tc.wcond = sync.NewCond(&tc.wmu)
+	tc.ctx, tc.cancel = context.WithCancel(context.Background())
+	if srv.stdio != nil {
+		tc.in = &frameIntake{r: c, take: tc.take, refuse: tc.refuse}
+	}
+	return tc
+}
+
 // trackingListener hands ttrpc trackedConns.
 type trackingListener struct {
 	net.Listener
@@ -301,8 +382,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, srv: l.srv, destroys: map[uint32]bool{}}
-	tc.rd.ignoreData = true
+	tc := newTrackedConn(c, l.srv)
 	l.srv.track(tc)
 	return tc, nil
 }

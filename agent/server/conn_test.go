@@ -316,7 +316,7 @@ func TestStopWaitsForPendingResponses(t *testing.T) {
 	}
 	guest, host := net.Pipe()
 	defer host.Close()
-	tc := &trackedConn{Conn: guest, srv: srv, destroys: map[uint32]bool{}}
+	tc := newTrackedConn(guest, srv)
 	srv.track(tc)
 
 	req := frame(3, frameRequest, []byte{0x0a, 0x01, 'x'})

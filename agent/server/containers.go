@@ -196,26 +196,32 @@ func (h *containerHandlers) ReadStderr(ctx context.Context, req *pb.ReadStreamRe
 // read answers zero-length data at end of stream, which the runtime takes
 // as EOF.
 func (h *containerHandlers) read(ctx context.Context, req *pb.ReadStreamRequest, stderr bool) (*pb.ReadStreamResponse, error) {
-	c, p, err := h.sb.Process(req.ContainerId, req.ExecId)
+	// A fresh buffer: the reply owns it until ttrpc has marshalled it,
+	// after this returns. (Reads served by the stdio path, stdio.go, use
+	// pooled ones.)
+	buf := make([]byte, container.ReadLen(int(req.Len)))
+	n, err := h.readInto(ctx, req.ContainerId, req.ExecId, buf, stderr)
 	if err != nil {
 		return nil, err
 	}
-	var data []byte
-	if stderr {
-		data, err = p.ReadStderr(ctx, int(req.Len))
-	} else {
-		data, err = p.ReadStdout(ctx, int(req.Len))
+	return &pb.ReadStreamResponse{Data: buf[:n]}, nil
+}
+
+// readInto reads a process's output into buf; at the end of the stream it
+// reads nothing, without error, and lets go of an exited exec.
+func (h *containerHandlers) readInto(ctx context.Context, containerID, execID string, buf []byte, stderr bool) (int, error) {
+	c, p, err := h.sb.Process(containerID, execID)
+	if err != nil {
+		return 0, err
 	}
+	n, err := p.ReadInto(ctx, buf, stderr)
 	if errors.Is(err, io.EOF) {
 		if p.Exited() {
-			c.Release(req.ExecId)
+			c.Release(execID)
 		}
-		return &pb.ReadStreamResponse{}, nil
+		return 0, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &pb.ReadStreamResponse{Data: data}, nil
+	return n, err
 }
 
 func (h *containerHandlers) CloseStdin(_ context.Context, req *pb.CloseStdinRequest) (*emptypb.Empty, error) {

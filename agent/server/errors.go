@@ -87,22 +87,33 @@ func interceptor(log *slog.Logger) ttrpc.UnaryServerInterceptor {
 		}
 		defer func() {
 			if r := recover(); r != nil {
-				log.Error("handler panic", append([]any{"method", info.FullMethod, "panic", fmt.Sprint(r), "stack", string(debug.Stack())}, requestIDs(req)...)...)
-				resp, err = nil, status.Errorf(codes.Internal, "%s: internal error: %v", info.FullMethod, r)
+				resp, err = nil, panicked(log, info.FullMethod, r, req)
 			}
 		}()
 		resp, err = method(ctx, keep)
 		if err != nil {
-			err = toStatus(err)
-			level := slog.LevelWarn
-			if status.Code(err) == codes.Canceled {
-				// The host gave up waiting (a long poll it no longer needs).
-				level = slog.LevelDebug
-			}
-			log.Log(ctx, level, "request failed", append([]any{"method", info.FullMethod, "error", err}, requestIDs(req)...)...)
+			err = failed(ctx, log, info.FullMethod, err, req)
 		}
 		return resp, err
 	}
+}
+
+// failed maps a handler's error to its status and logs it.
+func failed(ctx context.Context, log *slog.Logger, method string, err error, req any) error {
+	err = toStatus(err)
+	level := slog.LevelWarn
+	if status.Code(err) == codes.Canceled {
+		// The host gave up waiting (a long poll it no longer needs).
+		level = slog.LevelDebug
+	}
+	log.Log(ctx, level, "request failed", append([]any{"method", method, "error", err}, requestIDs(req)...)...)
+	return err
+}
+
+// panicked logs a handler's panic (r) and the Internal error it answers.
+func panicked(log *slog.Logger, method string, r any, req any) error {
+	log.Error("handler panic", append([]any{"method", method, "panic", fmt.Sprint(r), "stack", string(debug.Stack())}, requestIDs(req)...)...)
+	return status.Errorf(codes.Internal, "%s: internal error: %v", method, r)
 }
 
 // requestIDs names the sandbox, container and exec a request is about, as

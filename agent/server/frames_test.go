@@ -39,6 +39,13 @@ func (b *blockingNetwork) ListRoutes(ctx context.Context) ([]*typespb.Route, err
 // serveRaw serves opts on a unix socket and returns its path.
 func serveRaw(t testing.TB, opts Options) (*Server, string) {
 	t.Helper()
+	return serveRawWith(t, opts, nil)
+}
+
+// serveRawWith is serveRaw with tune applied to the server before it
+// serves.
+func serveRawWith(t testing.TB, opts Options, tune func(*Server)) (*Server, string) {
+	t.Helper()
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -50,6 +57,9 @@ func serveRaw(t testing.TB, opts Options) (*Server, string) {
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(srv)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

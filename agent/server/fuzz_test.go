@@ -2,12 +2,15 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
@@ -144,7 +147,16 @@ func FuzzConnStream(f *testing.F) {
 	f.Add(bytes.Join([][]byte{frame(1, frameRequest, req), frame(1, frameData, nil), frame(2, frameResponse, nil)}, nil))
 	f.Add(frame(7, frameRequest, []byte{0xff, 0xff}))
 	f.Add([]byte{0, 0, 0x10})
-	srv, path := serveRaw(f, Options{})
+	read, _ := proto.Marshal(&ttrpc.Request{Service: "grpc.AgentService", Method: "ReadStdout", Payload: []byte{0x0a, 0x01, 'c'}})
+	f.Add(bytes.Join([][]byte{frame(5, frameRequest, read), frame(5, frameRequest, req), frame(3, frameRequest, read), frame(7, frameRequest, read)}, nil))
+	// The stdio path takes the ReadStdout and ReadStderr calls it decodes
+	// (stdio.go); its reads all fail, so that only the final Check
+	// succeeds.
+	srv, path := serveRawWith(f, Options{}, func(s *Server) {
+		s.stdio = &fakeStdio{read: func(context.Context, string, string, []byte, bool) (int, error) {
+			return 0, fmt.Errorf("no such process: %w", errdefs.ErrNotFound)
+		}}
+	})
 	check, _ := proto.Marshal(&ttrpc.Request{Service: "grpc.Health", Method: "Check"})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, need := referenceFrames(data)

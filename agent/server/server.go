@@ -106,6 +106,8 @@ const (
 type Server struct {
 	log              *slog.Logger
 	ttrpc            *ttrpc.Server
+	stdio            stdioReader // nil: ReadStdout/ReadStderr left to ttrpc (stdio.go)
+	stdioWork        *workerPool
 	stopAfterDestroy bool
 
 	flushTimeout, stopGrace, destroyFallback time.Duration
@@ -127,12 +129,16 @@ func New(opts Options) (*Server, error) {
 		log: log, stopAfterDestroy: opts.StopAfterDestroy,
 		flushTimeout: flushTimeout, stopGrace: stopGrace, destroyFallback: destroyFallback,
 		done: make(chan struct{}), conns: map[*trackedConn]bool{},
+		stdioWork: newWorkerPool(stdioWorkerIdle),
 	}
 	ts, err := ttrpc.NewServer(ttrpc.WithChainUnaryServerInterceptor(interceptor(log), s.watchDestroy))
 	if err != nil {
 		return nil, fmt.Errorf("create ttrpc server: %w", err)
 	}
 	svc := newAgentService(opts, log)
+	if h, ok := svc.containerService.(*containerHandlers); ok {
+		s.stdio = h
+	}
 	pb.RegisterAgentServiceService(ts, svc)
 	pb.RegisterHealthService(ts, healthService{})
 	s.ttrpc = ts

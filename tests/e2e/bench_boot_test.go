@@ -38,7 +38,7 @@ func BenchmarkBootAB(b *testing.B) {
 	floorInitrd := buildFloor(b)
 	var floor []time.Duration
 	for i := 0; i < boots; i++ {
-		fb, _ := floorRun(b, floorInitrd)
+		fb := floorRun(b, floorInitrd).boot
 		floor = append(floor, fb)
 		for _, v := range vs {
 			d, steps := agentBootRunWith(b, v.path)
@@ -75,7 +75,12 @@ func BenchmarkReadStdoutAB(b *testing.B) {
 		label, path, _ := strings.Cut(f, "=")
 		vs = append(vs, &variant{label: label, path: path})
 	}
+	floorInitrd := buildFloor(b)
+	var floorReplies []float64
 	for i := 0; i < rounds; i++ {
+		f := floorRun(b, floorInitrd)
+		floorReplies = append(floorReplies, f.replyMBps)
+		b.Logf("round %d floor: 32 KiB replies %.1f MB/s, round trip %.2f ms, stream %.0f MB/s", i+1, f.replyMBps, float64(f.rtt)/1e6, f.mbps)
 		for _, v := range vs {
 			var opts []vmm.Option
 			if v.path != "" {
@@ -92,10 +97,12 @@ func BenchmarkReadStdoutAB(b *testing.B) {
 			_ = s.vm.Close()
 		}
 	}
-	fmt.Printf("\n%-24s %16s\n", "initramfs", "ReadStdout median")
+	fm := medianF(floorReplies)
+	fmt.Printf("\n%-24s %16s %8s\n", "initramfs", "ReadStdout median", "of floor")
+	fmt.Printf("%-24s %11.1f MB/s %8s\n", "floor (32 KiB replies)", fm, "-")
 	for _, v := range vs {
 		m := medianF(v.rates)
-		fmt.Printf("%-24s %11.1f MB/s\n", v.label, m)
+		fmt.Printf("%-24s %11.1f MB/s %7.2fx\n", v.label, m, m/fm)
 		b.ReportMetric(m, v.label+"-MB/s")
 	}
 }
