@@ -24,6 +24,10 @@ const MaxReadLen = 1 << 20
 // defaultReadLen is used when the host asks for zero bytes.
 const defaultReadLen = 32 << 10
 
+// ErrNoOutputYet is returned by TryReadInto when a read would have to
+// wait for output.
+var ErrNoOutputYet = errors.New("no output buffered yet")
+
 // ErrStdinClosed is returned by WriteStdin after CloseStdin.
 var ErrStdinClosed = fmt.Errorf("stdin is closed: %w", errdefs.ErrFailedPrecondition)
 
@@ -235,6 +239,17 @@ func (p *Process) readFresh(ctx context.Context, n int, stderr bool) ([]byte, er
 // for a call whose ctx ended meanwhile are kept for the next read, and the
 // call returns ctx's error.
 func (p *Process) ReadInto(ctx context.Context, buf []byte, stderr bool) (int, error) {
+	return p.readStream(ctx, buf, stderr, true)
+}
+
+// TryReadInto is ReadInto for output already there: it returns
+// ErrNoOutputYet, having read nothing, where ReadInto would wait (for
+// output, or for another read of the stream).
+func (p *Process) TryReadInto(buf []byte, stderr bool) (int, error) {
+	return p.readStream(context.Background(), buf, stderr, false)
+}
+
+func (p *Process) readStream(ctx context.Context, buf []byte, stderr, wait bool) (int, error) {
 	if len(buf) > MaxReadLen {
 		buf = buf[:MaxReadLen]
 	}
@@ -242,16 +257,20 @@ func (p *Process) ReadInto(ctx context.Context, buf []byte, stderr bool) (int, e
 		if p.tty {
 			return 0, io.EOF
 		}
-		return p.read(ctx, p.stderr, buf, &p.errs)
+		return p.read(ctx, p.stderr, buf, &p.errs, wait)
 	}
-	return p.read(ctx, p.stdout, buf, &p.out)
+	return p.read(ctx, p.stdout, buf, &p.out, wait)
 }
 
-func (p *Process) read(ctx context.Context, f *os.File, buf []byte, o *output) (int, error) {
+func (p *Process) read(ctx context.Context, f *os.File, buf []byte, o *output, wait bool) (int, error) {
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	o.reading.Lock()
+	if wait {
+		o.reading.Lock()
+	} else if !o.reading.TryLock() {
+		return 0, ErrNoOutputYet
+	}
 	defer o.reading.Unlock()
 	if err := ctx.Err(); err != nil {
 		return 0, err // nowhere to send what it would read
@@ -273,6 +292,9 @@ func (p *Process) read(ctx context.Context, f *os.File, buf []byte, o *output) (
 	// deadline and cancellation a wait needs: a reader keeping up with a
 	// busy stream finds data on most calls.
 	got, ready, err := tryRead(f, buf)
+	if !ready && !wait {
+		return 0, ErrNoOutputYet
+	}
 	if !ready {
 		// Set under the lock that waitLoop sets the exit deadline under,
 		// so neither overwrites the other's.

@@ -95,3 +95,40 @@ func TestReadBlocksThenEOF(t *testing.T) {
 		t.Fatalf("cancelled read = %q, %v; want the context's error", got, err)
 	}
 }
+
+// TryReadInto reads what is there and never waits: not for output, not
+// for another read of the stream; at the end it reports EOF as a read
+// does.
+func TestTryReadInto(t *testing.T) {
+	c, _ := testContainer(t, ExecPolicy{})
+	p, e := testProcess(t, c, "x", false)
+	buf := make([]byte, 64)
+	if n, err := p.TryReadInto(buf, false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+		t.Fatalf("nothing written: %d, %v; want ErrNoOutputYet", n, err)
+	}
+	// A read waiting on the stream holds it: the try does not wait for it.
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := make(chan error, 1)
+	go func() { _, err := p.ReadInto(ctx, buf[:1], false); waiting <- err }()
+	time.Sleep(50 * time.Millisecond)
+	if n, err := p.TryReadInto(make([]byte, 8), false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+		t.Fatalf("with a read waiting: %d, %v; want ErrNoOutputYet", n, err)
+	}
+	cancel()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Fatalf("waiting read: %v", err)
+	}
+	if _, err := e.stdout.WriteString("ready"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.TryReadInto(buf, false); err != nil || string(buf[:n]) != "ready" {
+		t.Fatalf("output there: %q, %v", buf[:n], err)
+	}
+	if n, err := p.TryReadInto(buf, true); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+		t.Fatalf("stderr, empty: %d, %v; want ErrNoOutputYet", n, err)
+	}
+	_ = e.stdout.Close()
+	if n, err := p.TryReadInto(buf, false); !errors.Is(err, io.EOF) || n != 0 {
+		t.Fatalf("closed: %d, %v; want EOF", n, err)
+	}
+}

@@ -278,7 +278,9 @@ func (c *trackedConn) take(id uint32, payload []byte) bool {
 	c.mu.Lock()
 	c.pending++
 	c.mu.Unlock()
-	c.srv.stdioWork.run(func() { c.serveStdio(id, r) })
+	if !c.serveStdioNow(id, r) {
+		c.srv.stdioWork.run(func() { c.serveStdio(id, r) })
+	}
 	return true
 }
 

@@ -210,11 +210,23 @@ func (h *containerHandlers) read(ctx context.Context, req *pb.ReadStreamRequest,
 // readInto reads a process's output into buf; at the end of the stream it
 // reads nothing, without error, and lets go of an exited exec.
 func (h *containerHandlers) readInto(ctx context.Context, containerID, execID string, buf []byte, stderr bool) (int, error) {
+	return h.readStream(ctx, containerID, execID, buf, stderr, true)
+}
+
+// readStream is readInto; without wait, for output already there only:
+// where it would wait, it reads nothing and returns
+// container.ErrNoOutputYet.
+func (h *containerHandlers) readStream(ctx context.Context, containerID, execID string, buf []byte, stderr, wait bool) (int, error) {
 	c, p, err := h.sb.Process(containerID, execID)
 	if err != nil {
 		return 0, err
 	}
-	n, err := p.ReadInto(ctx, buf, stderr)
+	var n int
+	if wait {
+		n, err = p.ReadInto(ctx, buf, stderr)
+	} else {
+		n, err = p.TryReadInto(buf, stderr)
+	}
 	if errors.Is(err, io.EOF) {
 		if p.Exited() {
 			c.Release(execID)

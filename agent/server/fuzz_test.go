@@ -153,7 +153,7 @@ func FuzzConnStream(f *testing.F) {
 	// (stdio.go); its reads all fail, so that only the final Check
 	// succeeds.
 	srv, path := serveRawWith(f, Options{}, func(s *Server) {
-		s.stdio = &fakeStdio{read: func(context.Context, string, string, []byte, bool) (int, error) {
+		s.stdio = &fakeStdio{read: func(context.Context, string, string, []byte, bool, bool) (int, error) {
 			return 0, fmt.Errorf("no such process: %w", errdefs.ErrNotFound)
 		}}
 	})

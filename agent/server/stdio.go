@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -41,10 +42,11 @@ const (
 	pooledStdioBuffer = 64 << 10
 )
 
-// stdioReader reads a process's output into a caller's buffer
-// (containerHandlers.readInto).
+// stdioReader reads a process's output into a caller's buffer; without
+// wait only output already there, else container.ErrNoOutputYet
+// (containerHandlers.readStream).
 type stdioReader interface {
-	readInto(ctx context.Context, containerID, execID string, buf []byte, stderr bool) (int, error)
+	readStream(ctx context.Context, containerID, execID string, buf []byte, stderr, wait bool) (int, error)
 }
 
 // stdioRequest is a ReadStdout or ReadStderr call taken by the stdio path.
@@ -262,23 +264,43 @@ var stdioBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
-// serveStdio answers a taken request on c.
+// serveStdioNow answers a taken request at once, in the intake's
+// goroutine, when its output is already there (or it fails at once), and
+// reports whether it did. Most reads of a busy stream find output: this
+// spares them a worker's wake-up and the timer of the request's deadline,
+// which only a wait needs.
+func (c *trackedConn) serveStdioNow(id uint32, r *stdioRequest) bool {
+	if r.timeout < 0 {
+		return false // expired already: the worker answers as a wait would
+	}
+	buf, pooled := stdioBuffer(container.ReadLen(int(r.read.Len)))
+	if pooled != nil {
+		defer stdioBuffers.Put(pooled)
+	}
+	n, err := c.srv.readStdio(context.Background(), r, buf[stdioPrefixMax:], false)
+	switch {
+	case errors.Is(err, container.ErrNoOutputYet):
+		return false
+	case err != nil:
+		c.writeFrame(statusFrame(id, err))
+	default:
+		c.writeFrame(stdioFrame(buf, id, n))
+	}
+	return true
+}
+
+// serveStdio answers a taken request on c, waiting for output.
 func (c *trackedConn) serveStdio(id uint32, r *stdioRequest) {
 	ctx, cancel := c.ctx, context.CancelFunc(func() {})
 	if r.timeout != 0 {
 		ctx, cancel = context.WithTimeout(ctx, r.timeout)
 	}
 	defer cancel()
-	want := container.ReadLen(int(r.read.Len))
-	var buf []byte
-	if want <= pooledStdioBuffer {
-		b := stdioBuffers.Get().(*[]byte)
-		defer stdioBuffers.Put(b)
-		buf = *b
-	} else {
-		buf = make([]byte, stdioPrefixMax+want)
+	buf, pooled := stdioBuffer(container.ReadLen(int(r.read.Len)))
+	if pooled != nil {
+		defer stdioBuffers.Put(pooled)
 	}
-	n, err := c.srv.readStdio(ctx, r, buf[stdioPrefixMax:stdioPrefixMax+want])
+	n, err := c.srv.readStdio(ctx, r, buf[stdioPrefixMax:], true)
 	if err != nil {
 		c.writeFrame(statusFrame(id, err))
 		return
@@ -286,17 +308,32 @@ func (c *trackedConn) serveStdio(id uint32, r *stdioRequest) {
 	c.writeFrame(stdioFrame(buf, id, n))
 }
 
+// stdioBuffer is a buffer for a reply of want bytes, laid out for
+// stdioFrame: from the pool (returned as pooled, to put back) when it
+// fits.
+func stdioBuffer(want int) (buf []byte, pooled *[]byte) {
+	if want > pooledStdioBuffer {
+		return make([]byte, stdioPrefixMax+want), nil
+	}
+	pooled = stdioBuffers.Get().(*[]byte)
+	return (*pooled)[:stdioPrefixMax+want], pooled
+}
+
 // readStdio runs the read as the interceptor runs a ttrpc call: errors
-// mapped and logged, a panic answered Internal.
-func (s *Server) readStdio(ctx context.Context, r *stdioRequest, buf []byte) (n int, err error) {
+// mapped and logged, a panic answered Internal. Without wait, it returns
+// container.ErrNoOutputYet as it is.
+func (s *Server) readStdio(ctx context.Context, r *stdioRequest, buf []byte, wait bool) (n int, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			n, err = 0, panicked(s.log, r.method(), p, &r.read)
 		}
 	}()
-	n, err = s.stdio.readInto(ctx, r.read.ContainerId, r.read.ExecId, buf, r.stderr)
-	if err != nil {
-		return 0, failed(ctx, s.log, r.method(), err, &r.read)
+	n, err = s.stdio.readStream(ctx, r.read.ContainerId, r.read.ExecId, buf, r.stderr, wait)
+	switch {
+	case err == nil:
+		return n, nil
+	case !wait && errors.Is(err, container.ErrNoOutputYet):
+		return 0, err
 	}
-	return n, nil
+	return 0, failed(ctx, s.log, r.method(), err, &r.read)
 }

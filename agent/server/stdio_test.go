@@ -29,18 +29,24 @@ import (
 // read says.
 type fakeStdio struct {
 	mu    sync.Mutex
-	calls int
-	read  func(ctx context.Context, cid, eid string, buf []byte, stderr bool) (int, error)
+	calls int // reads answered (not counting ErrNoOutputYet)
+	read  func(ctx context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, error)
 }
 
-func (f *fakeStdio) readInto(ctx context.Context, cid, eid string, buf []byte, stderr bool) (int, error) {
-	f.mu.Lock()
-	f.calls++
-	f.mu.Unlock()
+func (f *fakeStdio) readStream(ctx context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, error) {
+	var n int
+	var err error
 	if f.read != nil {
-		return f.read(ctx, cid, eid, buf, stderr)
+		n, err = f.read(ctx, cid, eid, buf, stderr, wait)
+	} else {
+		n = copy(buf, output(cid, eid, stderr, len(buf)))
 	}
-	return copy(buf, output(cid, eid, stderr, len(buf))), nil
+	if !errors.Is(err, container.ErrNoOutputYet) {
+		f.mu.Lock()
+		f.calls++
+		f.mu.Unlock()
+	}
+	return n, err
 }
 
 func (f *fakeStdio) count() int {
@@ -203,11 +209,14 @@ func TestStdioPathServes(t *testing.T) {
 	f := &fakeStdio{}
 	var mu sync.Mutex
 	var lens []int
-	var deadlines []bool
-	f.read = func(ctx context.Context, cid, eid string, buf []byte, stderr bool) (int, error) {
+	var waits []string
+	f.read = func(ctx context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, error) {
+		if cid == "slow" && !wait {
+			return 0, container.ErrNoOutputYet
+		}
 		_, has := ctx.Deadline()
 		mu.Lock()
-		lens, deadlines = append(lens, len(buf)), append(deadlines, has)
+		lens, waits = append(lens, len(buf)), append(waits, fmt.Sprintf("wait=%v deadline=%v", wait, has))
 		mu.Unlock()
 		switch cid {
 		case "missing":
@@ -248,19 +257,25 @@ func TestStdioPathServes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Output not there yet: the read waits on a worker, under the call's
+	// deadline; an expired deadline is the wait's to answer.
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if _, err := cli.ReadStdout(tctx, &pb.ReadStreamRequest{ContainerId: "c"}); err != nil {
+	if r, err := cli.ReadStdout(tctx, &pb.ReadStreamRequest{ContainerId: "slow"}); err != nil || string(r.Data) != string(output("slow", "", false, 1000)) {
+		t.Fatalf("waiting read: %q, %v", r.GetData(), err)
+	}
+	if _, err := cli.ReadStdout(ctx, &pb.ReadStreamRequest{ContainerId: "slow"}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	wantLens := []int{10, 2000, 32 << 10, 32 << 10, 32 << 10, 100 << 10, container.MaxReadLen, 32 << 10}
+	wantLens := []int{10, 2000, 32 << 10, 32 << 10, 32 << 10, 100 << 10, container.MaxReadLen, 32 << 10, 32 << 10}
 	if fmt.Sprint(lens) != fmt.Sprint(wantLens) {
 		t.Fatalf("buffer lengths %v, want %v", lens, wantLens)
 	}
-	if !deadlines[len(deadlines)-1] || deadlines[0] {
-		t.Fatalf("deadlines seen %v: only the last call had a timeout", deadlines)
+	wantWaits := "wait=true deadline=true wait=true deadline=false"
+	if got := strings.Join(waits[len(waits)-2:], " "); got != wantWaits || strings.Count(strings.Join(waits, " "), "wait=true") != 2 {
+		t.Fatalf("reads %v: output there is read at once, the rest waits under the call's deadline", waits)
 	}
 }
 
@@ -280,7 +295,14 @@ func registerBig(s *Server) {
 }
 
 func TestStdioFramesWholeAmongTTRPCs(t *testing.T) {
-	f := &fakeStdio{}
+	// Odd-length ids wait (a worker answers), the others are answered at
+	// once by the intake's goroutine.
+	f := &fakeStdio{read: func(_ context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, error) {
+		if !wait && len(cid+eid)%2 == 1 {
+			return 0, container.ErrNoOutputYet
+		}
+		return copy(buf, output(cid, eid, stderr, len(buf))), nil
+	}}
 	_, cli, path := serveStdioTest(t, f, registerBig)
 	c, err := net.Dial("unix", path)
 	if err != nil {
@@ -429,7 +451,10 @@ func binary32(b []byte) uint32 {
 // stop waits for it), and the connection's end cancels it.
 func TestStdioReadInFlight(t *testing.T) {
 	entered, released := make(chan struct{}), make(chan error, 1)
-	f := &fakeStdio{read: func(ctx context.Context, _, _ string, _ []byte, _ bool) (int, error) {
+	f := &fakeStdio{read: func(ctx context.Context, _, _ string, _ []byte, _, wait bool) (int, error) {
+		if !wait {
+			return 0, container.ErrNoOutputYet
+		}
 		close(entered)
 		<-ctx.Done()
 		released <- ctx.Err()
