@@ -4,8 +4,17 @@
 // Handlers are thin: they validate the request, translate it and call into
 // the package that owns the concern (container, storage, network, hotplug,
 // ...). Errors from those packages carry errdefs classes (errors.Is) and are
-// turned into gRPC status codes in one place, the unary interceptor in
-// errors.go; a handler never builds a status itself.
+// turned into gRPC status codes in one place, errors.go (the unary
+// interceptor, and the stdio path through the same functions); a handler
+// never builds a status itself.
+//
+// ReadStdout and ReadStderr, the calls a runtime makes most, are served
+// beside ttrpc on the same connections (intake.go, stdio.go): the
+// connection's intake takes the requests it decodes exactly as ttrpc would
+// and the stdio path writes ttrpc's response frame itself, whole, between
+// ttrpc's. Everything else reaches ttrpc unchanged. Per connection, no
+// lock is held while another is taken: trackedConn.wmu orders the two
+// writers, trackedConn.mu guards the request counts.
 //
 // agentService embeds one interface per group of calls (services.go) at
 // depth one and the unimplemented fallback at depth two. New chooses, once,
