@@ -306,17 +306,24 @@ func TestDestroySandboxFallbackStop(t *testing.T) {
 	}
 }
 
-// ttrpc marks a connection idle only when its loop wakes, so a connection
-// with a long poll pending can look idle to ttrpc's Shutdown; the server's
-// stop waits on its own count of requests without a written response.
-func TestStopWaitsForPendingResponses(t *testing.T) {
+// pipeConn is a server (not serving) and a tracked connection of it over
+// an in-memory pipe, with the host's end.
+func pipeConn(t *testing.T) (*Server, *trackedConn, net.Conn) {
+	t.Helper()
 	srv, err := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	guest, host := net.Pipe()
-	defer host.Close()
-	tc := newTrackedConn(guest, srv)
+	t.Cleanup(func() { host.Close() })
+	return srv, newTrackedConn(guest, srv), host
+}
+
+// ttrpc marks a connection idle only when its loop wakes, so a connection
+// with a long poll pending can look idle to ttrpc's Shutdown; the server's
+// stop waits on its own count of requests without a written response.
+func TestStopWaitsForPendingResponses(t *testing.T) {
+	srv, tc, host := pipeConn(t)
 	srv.track(tc)
 
 	req := frame(3, frameRequest, []byte{0x0a, 0x01, 'x'})

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"runtime"
 	"strings"
@@ -60,6 +58,19 @@ func (f *fakeStdio) count() int {
 func output(cid, eid string, stderr bool, n int) []byte {
 	unit := fmt.Sprintf("%s/%s/%v;", cid, eid, stderr)
 	return bytes.Repeat([]byte(unit), n/len(unit)+1)[:n]
+}
+
+// rawStdioConn serves a server without a sandbox whose stdio path reads
+// from f, and returns a raw connection to it.
+func rawStdioConn(t *testing.T, f *fakeStdio) (*Server, net.Conn) {
+	t.Helper()
+	srv, path := serveRawWith(t, Options{}, func(s *Server) { s.stdio = f })
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return srv, c
 }
 
 // serveStdio serves a server without a sandbox (ttrpc answers
@@ -361,12 +372,7 @@ func TestStdioFramesWholeAmongTTRPCs(t *testing.T) {
 // refuses what does not decode.
 func TestStdioPathLeavesTheRestToTTRPC(t *testing.T) {
 	f := &fakeStdio{}
-	_, path := serveRawWith(t, Options{}, func(s *Server) { s.stdio = f })
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := rawStdioConn(t, f)
 	unknown := protowire.AppendVarint(protowire.AppendTag(readPayload(t, &pb.ReadStreamRequest{ContainerId: "c"}), 9, protowire.VarintType), 1)
 	badUTF8 := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0xff})
 	cases := []struct {
@@ -405,12 +411,7 @@ func TestStdioPathLeavesTheRestToTTRPC(t *testing.T) {
 // one's; the ids of requests the stdio path took count too.
 func TestStdioStreamIDsFollowTTRPCsRule(t *testing.T) {
 	f := &fakeStdio{}
-	_, path := serveRawWith(t, Options{}, func(s *Server) { s.stdio = f })
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := rawStdioConn(t, f)
 	read := requestFrame(t, 5, agentServiceName, "ReadStdout", &pb.ReadStreamRequest{ContainerId: "c", Len: 3})
 	send := func(b []byte) {
 		t.Helper()
@@ -460,11 +461,7 @@ func TestStdioReadInFlight(t *testing.T) {
 		released <- ctx.Err()
 		return 0, ctx.Err()
 	}}
-	srv, path := serveRawWith(t, Options{}, func(s *Server) { s.stdio = f })
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := rawStdioConn(t, f)
 	if _, err := c.Write(requestFrame(t, 1, agentServiceName, "ReadStdout", &pb.ReadStreamRequest{ContainerId: "c"})); err != nil {
 		t.Fatal(err)
 	}
@@ -493,13 +490,7 @@ func TestStdioReadInFlight(t *testing.T) {
 // A ttrpc frame whose head went out alone (longer than the coalescing
 // writer holds back) is finished before a stdio frame goes out.
 func TestStdioFrameWaitsForTTRPCsFrameToEnd(t *testing.T) {
-	srv, err := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	guest, host := net.Pipe()
-	defer host.Close()
-	tc := newTrackedConn(guest, srv)
+	_, tc, host := pipeConn(t)
 	got := make(chan []byte)
 	go func() {
 		var all []byte
@@ -532,7 +523,7 @@ func TestStdioFrameWaitsForTTRPCsFrameToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-wrote
-	guest.Close()
+	tc.Conn.Close()
 	if want := append(append([]byte(nil), big...), small...); !bytes.Equal(<-got, want) {
 		t.Fatal("frames interleaved on the connection")
 	}

@@ -281,25 +281,8 @@ func agentBootRun(tb testing.TB) (time.Duration, string) { return agentBootRunWi
 // agentBootRunWith is agentBootRun with another initramfs ("" for the
 // image's).
 func agentBootRunWith(tb testing.TB, initrdPath string) (time.Duration, string) {
-	vm := bootVM(tb, initrdPath)
+	vm, d := bootToServing(tb, initrdPath)
 	defer vm.Close()
-	c := dialUntil(tb, vm, agentPort)
-	tc := ttrpc.NewClient(c)
-	defer tc.Close()
-	health := pb.NewHealthClient(tc)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	for {
-		r, err := health.Check(ctx, &pb.CheckRequest{})
-		if err == nil && r.Status == pb.HealthCheckResponse_SERVING {
-			break
-		}
-		if ctx.Err() != nil {
-			tb.Fatalf("agent never SERVING: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	d := time.Since(vm.Started())
 	var breakdown string
 	// The line may still be in QEMU's serial buffer for a moment.
 	for i := 0; i < 20 && breakdown == ""; i++ {
@@ -312,17 +295,59 @@ func agentBootRunWith(tb testing.TB, initrdPath string) (time.Duration, string) 
 	return d, breakdown
 }
 
+// bootToServing boots an initramfs ("" for the image's) and returns the
+// VM and the time from QEMU's start to Health.Check answering SERVING.
+func bootToServing(tb testing.TB, initrdPath string) (*vmm.VM, time.Duration) {
+	vm := bootVM(tb, initrdPath)
+	c := dialUntil(tb, vm, agentPort)
+	tc := ttrpc.NewClient(c)
+	defer tc.Close()
+	health := pb.NewHealthClient(tc)
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	for {
+		r, err := health.Check(ctx, &pb.CheckRequest{})
+		if err == nil && r.Status == pb.HealthCheckResponse_SERVING {
+			break
+		}
+		if ctx.Err() != nil {
+			vm.Close()
+			tb.Fatalf("never SERVING: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return vm, time.Since(vm.Started())
+}
+
+// buildGoFloor builds tests/e2e/gofloor, a Go PID 1 serving only Health
+// over ttrpc, static, as /init of an initramfs with the agent image's
+// compression.
+func buildGoFloor(tb testing.TB) string {
+	dir := tb.TempDir()
+	bin := filepath.Join(dir, "gofloor")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./gofloor")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build gofloor: %v\n%s", err, out)
+	}
+	img := filepath.Join(dir, "initrd.img")
+	if _, err := initrd.Build(initrd.Options{Agent: bin, Compression: initrd.Zstd, Output: img}); err != nil {
+		tb.Fatalf("Go floor initramfs: %v", err)
+	}
+	return img
+}
+
 // BenchmarkBudgets prints the budget table of DESIGN.md in one run. It
 // does its work once whatever b.N is (run it with -benchtime 1x).
 func BenchmarkBudgets(b *testing.B) {
 	boots := envInt(b, "BENCH_BOOTS", 3)
 	cycles := envInt(b, "BENCH_LIFECYCLES", 50)
-	floorInitrd := buildFloor(b)
+	floorInitrd, goFloorInitrd := buildFloor(b), buildGoFloor(b)
 	var rows []benchRow
 
 	// Boot and raw vsock: floor and agent alternate so that the machine's
 	// load drifts into both alike.
-	var floorBoots, agentBoots, floorRTTs []time.Duration
+	var floorBoots, agentBoots, goFloorBoots, floorRTTs []time.Duration
 	var rawRates, replyRates, pipeRates []float64
 	var breakdowns []string
 	for i := 0; i < max(boots, 1); i++ {
@@ -335,8 +360,12 @@ func BenchmarkBudgets(b *testing.B) {
 		}
 		ab, bd := agentBootRun(b)
 		agentBoots, breakdowns = append(agentBoots, ab), append(breakdowns, bd)
+		gvm, gb := bootToServing(b, goFloorInitrd)
+		gvm.Close()
+		goFloorBoots = append(goFloorBoots, gb)
 		b.Logf("boot %d: floor %v, agent %v (%s); raw vsock %.0f MB/s, floor round trip %.2f ms, floor 32 KiB replies %.1f MB/s, from a pipe %.1f MB/s",
 			i+1, f.boot.Round(time.Millisecond), ab.Round(time.Millisecond), bd, f.mbps, float64(f.rtt)/1e6, f.replyMBps, f.pipeMBps)
+		b.Logf("boot %d: Go floor %v", i+1, gb.Round(time.Millisecond))
 	}
 	fb, ab, raw := median(floorBoots), median(agentBoots), medianF(rawRates)
 	floorRTT, floorReply, floorPipe := median(floorRTTs), medianF(replyRates), medianF(pipeRates)
@@ -345,7 +374,13 @@ func BenchmarkBudgets(b *testing.B) {
 			what: "QEMU start -> Check SERVING", ours: ms(ab), anchor: ms(fb) + " (floorinit accept)",
 			ratio: fmt.Sprintf("%.2fx", float64(ab)/float64(fb)), budget: "<= 1.10x",
 			note: fmt.Sprintf("medians of %d boots each; agent start-up breakdown per boot: %q", boots, breakdowns),
+		}, benchRow{
+			what: "  against the Go floor", ours: ms(ab), anchor: ms(median(goFloorBoots)) + " (Go PID 1, ttrpc Health)",
+			ratio: fmt.Sprintf("%.2fx", float64(ab)/float64(median(goFloorBoots))), budget: "-",
+			note: fmt.Sprintf("tests/e2e/gofloor: the Go runtime and ttrpc with the protocol packages, none of the agent's work; it is %.2fx the C floor",
+				float64(median(goFloorBoots))/float64(fb)),
 		})
+		b.ReportMetric(float64(median(goFloorBoots))/1e6, "gofloor-boot-ms")
 		b.ReportMetric(float64(ab)/1e6, "boot-ms")
 		b.ReportMetric(float64(fb)/1e6, "floor-boot-ms")
 	}
