@@ -46,6 +46,9 @@ type Options struct {
 	Containers Containers
 	// Goroutines counts the agent's goroutines. Default runtime.NumGoroutine.
 	Goroutines func() int
+	// GoMemory reads the Go runtime's memory statistics. Default
+	// runtime.ReadMemStats.
+	GoMemory func(*runtime.MemStats)
 }
 
 // Collector gathers metrics on demand.
@@ -54,6 +57,7 @@ type Collector struct {
 	cgroup     string
 	containers Containers
 	goroutines func() int
+	goMemory   func(*runtime.MemStats)
 	pageSize   uint64
 	// statfs is unix.Statfs on Linux; tests replace it.
 	statfs statfsFunc
@@ -77,7 +81,7 @@ const (
 
 // New returns a Collector.
 func New(opts Options) *Collector {
-	c := &Collector{proc: opts.ProcRoot, cgroup: opts.CgroupRoot, containers: opts.Containers, goroutines: opts.Goroutines}
+	c := &Collector{proc: opts.ProcRoot, cgroup: opts.CgroupRoot, containers: opts.Containers, goroutines: opts.Goroutines, goMemory: opts.GoMemory}
 	if c.proc == "" {
 		c.proc = "/proc"
 	}
@@ -86,6 +90,9 @@ func New(opts Options) *Collector {
 	}
 	if c.goroutines == nil {
 		c.goroutines = runtime.NumGoroutine
+	}
+	if c.goMemory == nil {
+		c.goMemory = runtime.ReadMemStats
 	}
 	if c.pageSize == 0 {
 		c.pageSize = uint64(os.Getpagesize())

@@ -3,6 +3,7 @@ package metrics
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -66,6 +67,10 @@ func TestGatherExactOutput(t *testing.T) {
 			"gone": "/kata/gone", // exited: no cgroup any more
 		},
 		Goroutines: func() int { return 7 },
+		GoMemory: func(m *runtime.MemStats) {
+			*m = runtime.MemStats{HeapAlloc: 1 << 20, HeapInuse: 1536 << 10, HeapIdle: 2 << 20, HeapReleased: 1536 << 10,
+				StackSys: 512 << 10, MSpanSys: 80 << 10, MCacheSys: 15 << 10, GCSys: 1 << 20, BuckHashSys: 4 << 10, OtherSys: 900 << 10}
+		},
 	})
 	c.pageSize = 4096
 	got, err := c.Gather()
@@ -149,6 +154,18 @@ kata_agent_anon_rss_bytes 1126400
 # HELP kata_agent_goroutines Goroutines in the agent.
 # TYPE kata_agent_goroutines gauge
 kata_agent_goroutines 7
+# HELP kata_agent_go_memory_bytes Go runtime memory of the agent by use, in bytes (obtained from the kernel; not all resident).
+# TYPE kata_agent_go_memory_bytes gauge
+kata_agent_go_memory_bytes{item="heap_objects"} 1048576
+kata_agent_go_memory_bytes{item="heap_in_use"} 1572864
+kata_agent_go_memory_bytes{item="heap_free_retained"} 524288
+kata_agent_go_memory_bytes{item="heap_released"} 1572864
+kata_agent_go_memory_bytes{item="stacks"} 524288
+kata_agent_go_memory_bytes{item="span_metadata"} 81920
+kata_agent_go_memory_bytes{item="cache_metadata"} 15360
+kata_agent_go_memory_bytes{item="gc_metadata"} 1048576
+kata_agent_go_memory_bytes{item="profiling_buckets"} 4096
+kata_agent_go_memory_bytes{item="other"} 921600
 # HELP kata_agent_open_fds Open file descriptors of the agent process.
 # TYPE kata_agent_open_fds gauge
 kata_agent_open_fds 4

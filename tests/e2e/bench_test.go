@@ -456,7 +456,7 @@ func BenchmarkBudgets(b *testing.B) {
 	rows = append(rows,
 		benchRow{what: "agent RssAnon idle / after " + strconv.Itoa(cycles) + " lifecycles", ours: mib(after.anon),
 			anchor: mib(idle.anon) + " at idle", ratio: "-", budget: "<= 1.50 MiB",
-			note: fmt.Sprintf("agent threads %.0f at idle, %.0f after", idle.threads, after.threads)},
+			note: fmt.Sprintf("agent threads %.0f at idle, %.0f after; Go runtime at idle: %s; after: %s", idle.threads, after.threads, idle.goMem, after.goMem)},
 		benchRow{what: "agent VmRSS idle / after " + strconv.Itoa(cycles) + " lifecycles", ours: mib(after.rss),
 			anchor: mib(idle.rss) + " at idle", ratio: "-", budget: "<= 8.00 MiB"},
 		benchRow{what: "guest used memory (MemTotal-MemAvailable)", ours: mib(settledUsed),
@@ -516,14 +516,25 @@ func (s *suite) benchCtx(tb testing.TB) context.Context {
 	return ctx
 }
 
-type agentMem struct{ anon, rss, guestUsed, threads float64 }
+type agentMem struct {
+	anon, rss, guestUsed, threads float64
+	goMem                         string // kata_agent_go_memory_bytes, KiB per item
+}
+
+// goMemoryItems are kata_agent_go_memory_bytes' items.
+var goMemoryItems = []string{"heap_objects", "heap_in_use", "heap_free_retained", "stacks", "span_metadata", "gc_metadata", "other"}
 
 func (s *suite) agentMemory(tb testing.TB) agentMem {
 	m, err := s.cli.Agent.GetMetrics(s.rpcCtx(tb), &pb.GetMetricsRequest{})
 	check(tb, "GetMetrics", err)
 	total := metricValue(tb, m.Metrics, `kata_guest_meminfo{item="mem_total"}`)
 	avail := metricValue(tb, m.Metrics, `kata_guest_meminfo{item="mem_available"}`)
+	var gm []string
+	for _, it := range goMemoryItems {
+		gm = append(gm, fmt.Sprintf("%s %.0f", it, metricValue(tb, m.Metrics, `kata_agent_go_memory_bytes{item="`+it+`"}`)/1024))
+	}
 	return agentMem{
+		goMem:     strings.Join(gm, ", ") + " KiB",
 		anon:      metricValue(tb, m.Metrics, "kata_agent_anon_rss_bytes"),
 		rss:       metricValue(tb, m.Metrics, "kata_agent_rss_bytes"),
 		guestUsed: total - avail,
