@@ -319,6 +319,36 @@ func bootToServing(tb testing.TB, initrdPath string) (*vmm.VM, time.Duration) {
 	return vm, time.Since(vm.Started())
 }
 
+// goFloorMemory reads the Go floor's RssAnon and VmRSS once it has
+// answered 50 Check calls and has been idle for 2 s.
+func goFloorMemory(tb testing.TB, vm *vmm.VM) agentMem {
+	c := dialUntil(tb, vm, agentPort)
+	tc := ttrpc.NewClient(c)
+	defer tc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	health := pb.NewHealthClient(tc)
+	for i := 0; i < 50; i++ {
+		if _, err := health.Check(ctx, &pb.CheckRequest{}); err != nil {
+			tb.Fatalf("Go floor Check: %v", err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	m, err := pb.NewAgentServiceClient(tc).GetMetrics(ctx, &pb.GetMetricsRequest{})
+	if err != nil {
+		tb.Fatalf("Go floor GetMetrics: %v", err)
+	}
+	return agentMem{anon: metricValue(tb, m.Metrics, "kata_agent_anon_rss_bytes"), rss: metricValue(tb, m.Metrics, "kata_agent_rss_bytes")}
+}
+
+// ratioOf prints a/b, or "-" without b.
+func ratioOf(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
 // buildGoFloor builds tests/e2e/gofloor, a Go PID 1 serving only Health
 // over ttrpc, static, as /init of an initramfs with the agent image's
 // compression.
@@ -348,6 +378,7 @@ func BenchmarkBudgets(b *testing.B) {
 	// Boot and raw vsock: floor and agent alternate so that the machine's
 	// load drifts into both alike.
 	var floorBoots, agentBoots, goFloorBoots, floorRTTs []time.Duration
+	var goFloorMem agentMem
 	var rawRates, replyRates, pipeRates []float64
 	var breakdowns []string
 	for i := 0; i < max(boots, 1); i++ {
@@ -361,6 +392,9 @@ func BenchmarkBudgets(b *testing.B) {
 		ab, bd := agentBootRun(b)
 		agentBoots, breakdowns = append(agentBoots, ab), append(breakdowns, bd)
 		gvm, gb := bootToServing(b, goFloorInitrd)
+		if i == 0 {
+			goFloorMem = goFloorMemory(b, gvm)
+		}
 		gvm.Close()
 		goFloorBoots = append(goFloorBoots, gb)
 		b.Logf("boot %d: floor %v, agent %v (%s); raw vsock %.0f MB/s, floor round trip %.2f ms, floor 32 KiB replies %.1f MB/s, from a pipe %.1f MB/s",
@@ -457,8 +491,12 @@ func BenchmarkBudgets(b *testing.B) {
 		benchRow{what: "agent RssAnon idle / after " + strconv.Itoa(cycles) + " lifecycles", ours: mib(after.anon),
 			anchor: mib(idle.anon) + " at idle", ratio: "-", budget: "<= 1.50 MiB",
 			note: fmt.Sprintf("agent threads %.0f at idle, %.0f after; Go runtime at idle: %s; after: %s", idle.threads, after.threads, idle.goMem, after.goMem)},
+		benchRow{what: "  against the Go floor at idle", ours: mib(idle.anon),
+			anchor: mib(goFloorMem.anon) + " (Go PID 1, ttrpc Health)", ratio: ratioOf(idle.anon, goFloorMem.anon), budget: "-",
+			note: "the Go floor's RssAnon 2 s after 50 Check calls and a GetMetrics"},
 		benchRow{what: "agent VmRSS idle / after " + strconv.Itoa(cycles) + " lifecycles", ours: mib(after.rss),
-			anchor: mib(idle.rss) + " at idle", ratio: "-", budget: "<= 8.00 MiB"},
+			anchor: mib(idle.rss) + " at idle", ratio: "-", budget: "<= 8.00 MiB",
+			note: fmt.Sprintf("the Go floor's VmRSS at idle: %s", mib(goFloorMem.rss))},
 		benchRow{what: "guest used memory (MemTotal-MemAvailable)", ours: mib(settledUsed),
 			anchor: "-", ratio: "-", budget: "<= 24.00 MiB",
 			note: fmt.Sprintf("idle after CreateSandbox once settled (%s); %s 2 s after CreateSandbox, while the kernel's per-CPU free lists still drain; %s after the lifecycles (see BenchmarkGuestBreakdown)",
