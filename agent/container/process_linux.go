@@ -239,39 +239,71 @@ func (p *Process) readFresh(ctx context.Context, n int, stderr bool) ([]byte, er
 // for a call whose ctx ended meanwhile are kept for the next read, and the
 // call returns ctx's error.
 func (p *Process) ReadInto(ctx context.Context, buf []byte, stderr bool) (int, error) {
-	return p.readStream(ctx, buf, stderr, true)
+	n, settle, err := p.ReadForReply(ctx, buf, stderr, true)
+	settle(true)
+	return n, err
 }
 
 // TryReadInto is ReadInto for output already there: it returns
 // ErrNoOutputYet, having read nothing, where ReadInto would wait (for
 // output, or for another read of the stream).
 func (p *Process) TryReadInto(buf []byte, stderr bool) (int, error) {
-	return p.readStream(context.Background(), buf, stderr, false)
+	n, settle, err := p.ReadForReply(context.Background(), buf, stderr, false)
+	settle(true)
+	return n, err
 }
 
-func (p *Process) readStream(ctx context.Context, buf []byte, stderr, wait bool) (int, error) {
+// ReadForReply is ReadInto, or without wait TryReadInto, for a reply the
+// caller sends itself: the stream stays the caller's until it calls
+// settle (never nil), once, saying whether the reply went out. The output
+// of a reply that could not be sent is what the next read returns first,
+// so a connection that fails under a reply loses nothing of the stream.
+func (p *Process) ReadForReply(ctx context.Context, buf []byte, stderr, wait bool) (n int, settle func(sent bool), err error) {
 	if len(buf) > MaxReadLen {
 		buf = buf[:MaxReadLen]
 	}
+	f, o := p.stdout, &p.out
 	if stderr {
 		if p.tty {
-			return 0, io.EOF
+			return 0, settled, io.EOF
 		}
-		return p.read(ctx, p.stderr, buf, &p.errs, wait)
+		f, o = p.stderr, &p.errs
 	}
-	return p.read(ctx, p.stdout, buf, &p.out, wait)
-}
-
-func (p *Process) read(ctx context.Context, f *os.File, buf []byte, o *output, wait bool) (int, error) {
 	if len(buf) == 0 {
-		return 0, nil
+		return 0, settled, nil
 	}
 	if wait {
 		o.reading.Lock()
 	} else if !o.reading.TryLock() {
-		return 0, ErrNoOutputYet
+		return 0, settled, ErrNoOutputYet
 	}
-	defer o.reading.Unlock()
+	// Unlocked here unless the caller settles, also if read panics.
+	unlock := true
+	defer func() {
+		if unlock {
+			o.reading.Unlock()
+		}
+	}()
+	n, err = p.read(ctx, f, buf, o, wait)
+	if n == 0 {
+		return 0, settled, err
+	}
+	unlock = false
+	return n, func(sent bool) {
+		if !sent {
+			p.mu.Lock()
+			o.held = append(append(make([]byte, 0, n+len(o.held)), buf[:n]...), o.held...)
+			p.mu.Unlock()
+		}
+		o.reading.Unlock()
+	}, err
+}
+
+// settled is the settle of a read that read nothing.
+func settled(bool) {}
+
+// read reads f, or what o holds, into buf; the caller holds o.reading.
+func (p *Process) read(ctx context.Context, f *os.File, buf []byte, o *output, wait bool) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err // nowhere to send what it would read
 	}

@@ -132,3 +132,51 @@ func TestTryReadInto(t *testing.T) {
 		t.Fatalf("closed: %d, %v; want EOF", n, err)
 	}
 }
+
+// A reply that could not be sent gives its output back: the next read
+// returns it first, then what came after; the stream is the caller's
+// until it settles.
+func TestReadForReplyUnsentIsReadAgain(t *testing.T) {
+	c, _ := testContainer(t, ExecPolicy{})
+	p, e := testProcess(t, c, "x", false)
+	if _, err := e.stdout.WriteString("first"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, settle, err := p.ReadForReply(context.Background(), buf, false, false)
+	if err != nil || string(buf[:n]) != "first" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if n, err := p.TryReadInto(make([]byte, 8), false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+		t.Fatalf("before the settle: %d, %v; want ErrNoOutputYet", n, err)
+	}
+	if _, err := e.stdout.WriteString("second"); err != nil {
+		t.Fatal(err)
+	}
+	settle(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []byte
+	for len(got) < len("firstsecond") {
+		more, err := p.ReadStdout(ctx, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, more...)
+	}
+	if string(got) != "firstsecond" {
+		t.Fatalf("after an unsent reply: %q, want \"firstsecond\"", got)
+	}
+	// A sent reply is not read again.
+	if _, err := e.stdout.WriteString("third"); err != nil {
+		t.Fatal(err)
+	}
+	n, settle, err = p.ReadForReply(ctx, buf, false, true)
+	if err != nil || string(buf[:n]) != "third" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	settle(true)
+	if n, err := p.TryReadInto(buf, false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+		t.Fatalf("after a sent reply: %q, %v; want ErrNoOutputYet", buf[:n], err)
+	}
+}

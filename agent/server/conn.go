@@ -289,19 +289,23 @@ func (c *trackedConn) refuse(id uint32) {
 	c.mu.Lock()
 	c.pending++
 	c.mu.Unlock()
-	go c.writeFrame(refusalFrame(id))
+	go func() { _ = c.writeFrame(refusalFrame(id)) }()
 }
 
 // writeFrame writes one whole response frame of the stdio path once
 // ttrpc's writer is between frames (a frame's head that the coalescing
-// writer holds back is not on the connection yet).
-func (c *trackedConn) writeFrame(frame []byte) {
+// writer holds back is not on the connection yet). It reports whether the
+// whole frame was written; not after a write on the connection failed.
+func (c *trackedConn) writeFrame(frame []byte) bool {
 	c.wmu.Lock()
 	for !c.wbroken && !c.out.betweenFrames() {
 		c.wcond.Wait()
 	}
-	if _, err := c.Conn.Write(frame); err != nil {
-		c.wbroken = true
+	sent := false
+	if !c.wbroken {
+		_, err := c.Conn.Write(frame)
+		sent = err == nil
+		c.wbroken = !sent
 	}
 	c.wcond.Broadcast()
 	c.wmu.Unlock()
@@ -310,6 +314,7 @@ func (c *trackedConn) writeFrame(frame []byte) {
 		c.pending--
 	}
 	c.mu.Unlock()
+	return sent
 }
 
 // idle reports whether every request read on c has had its response

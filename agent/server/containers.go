@@ -210,31 +210,32 @@ func (h *containerHandlers) read(ctx context.Context, req *pb.ReadStreamRequest,
 // readInto reads a process's output into buf; at the end of the stream it
 // reads nothing, without error, and lets go of an exited exec.
 func (h *containerHandlers) readInto(ctx context.Context, containerID, execID string, buf []byte, stderr bool) (int, error) {
-	return h.readStream(ctx, containerID, execID, buf, stderr, true)
+	n, settle, err := h.readStream(ctx, containerID, execID, buf, stderr, true)
+	settle(true)
+	return n, err
 }
 
-// readStream is readInto; without wait, for output already there only:
-// where it would wait, it reads nothing and returns
+// readStream is readInto for a reply the caller sends itself, and calls
+// settle for (container.Process.ReadForReply); without wait, for output
+// already there only: where it would wait, it reads nothing and returns
 // container.ErrNoOutputYet.
-func (h *containerHandlers) readStream(ctx context.Context, containerID, execID string, buf []byte, stderr, wait bool) (int, error) {
+func (h *containerHandlers) readStream(ctx context.Context, containerID, execID string, buf []byte, stderr, wait bool) (int, func(sent bool), error) {
 	c, p, err := h.sb.Process(containerID, execID)
 	if err != nil {
-		return 0, err
+		return 0, noSettle, err
 	}
-	var n int
-	if wait {
-		n, err = p.ReadInto(ctx, buf, stderr)
-	} else {
-		n, err = p.TryReadInto(buf, stderr)
-	}
+	n, settle, err := p.ReadForReply(ctx, buf, stderr, wait)
 	if errors.Is(err, io.EOF) {
 		if p.Exited() {
 			c.Release(execID)
 		}
-		return 0, nil
+		return 0, settle, nil
 	}
-	return n, err
+	return n, settle, err
 }
+
+// noSettle is the settle of a read that did not happen.
+func noSettle(bool) {}
 
 func (h *containerHandlers) CloseStdin(_ context.Context, req *pb.CloseStdinRequest) (*emptypb.Empty, error) {
 	_, p, err := h.sb.Process(req.ContainerId, req.ExecId)

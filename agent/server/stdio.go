@@ -44,9 +44,11 @@ const (
 
 // stdioReader reads a process's output into a caller's buffer; without
 // wait only output already there, else container.ErrNoOutputYet
-// (containerHandlers.readStream).
+// (containerHandlers.readStream). The caller calls settle (never nil)
+// once it knows whether its reply went out: what could not be sent is
+// read again by the next read.
 type stdioReader interface {
-	readStream(ctx context.Context, containerID, execID string, buf []byte, stderr, wait bool) (int, error)
+	readStream(ctx context.Context, containerID, execID string, buf []byte, stderr, wait bool) (n int, settle func(sent bool), err error)
 }
 
 // stdioRequest is a ReadStdout or ReadStderr call taken by the stdio path.
@@ -277,14 +279,14 @@ func (c *trackedConn) serveStdioNow(id uint32, r *stdioRequest) bool {
 	if pooled != nil {
 		defer stdioBuffers.Put(pooled)
 	}
-	n, err := c.srv.readStdio(context.Background(), r, buf[stdioPrefixMax:], false)
+	n, settle, err := c.srv.readStdio(context.Background(), r, buf[stdioPrefixMax:], false)
 	switch {
 	case errors.Is(err, container.ErrNoOutputYet):
 		return false
 	case err != nil:
 		c.writeFrame(statusFrame(id, err))
 	default:
-		c.writeFrame(stdioFrame(buf, id, n))
+		settle(c.writeFrame(stdioFrame(buf, id, n)))
 	}
 	return true
 }
@@ -300,12 +302,12 @@ func (c *trackedConn) serveStdio(id uint32, r *stdioRequest) {
 	if pooled != nil {
 		defer stdioBuffers.Put(pooled)
 	}
-	n, err := c.srv.readStdio(ctx, r, buf[stdioPrefixMax:], true)
+	n, settle, err := c.srv.readStdio(ctx, r, buf[stdioPrefixMax:], true)
 	if err != nil {
 		c.writeFrame(statusFrame(id, err))
 		return
 	}
-	c.writeFrame(stdioFrame(buf, id, n))
+	settle(c.writeFrame(stdioFrame(buf, id, n)))
 }
 
 // stdioBuffer is a buffer for a reply of want bytes, laid out for
@@ -321,19 +323,20 @@ func stdioBuffer(want int) (buf []byte, pooled *[]byte) {
 
 // readStdio runs the read as the interceptor runs a ttrpc call: errors
 // mapped and logged, a panic answered Internal. Without wait, it returns
-// container.ErrNoOutputYet as it is.
-func (s *Server) readStdio(ctx context.Context, r *stdioRequest, buf []byte, wait bool) (n int, err error) {
+// container.ErrNoOutputYet as it is. settle is never nil.
+func (s *Server) readStdio(ctx context.Context, r *stdioRequest, buf []byte, wait bool) (n int, settle func(sent bool), err error) {
+	settle = noSettle
 	defer func() {
 		if p := recover(); p != nil {
 			n, err = 0, panicked(s.log, r.method(), p, &r.read)
 		}
 	}()
-	n, err = s.stdio.readStream(ctx, r.read.ContainerId, r.read.ExecId, buf, r.stderr, wait)
+	n, settle, err = s.stdio.readStream(ctx, r.read.ContainerId, r.read.ExecId, buf, r.stderr, wait)
 	switch {
 	case err == nil:
-		return n, nil
+		return n, settle, nil
 	case !wait && errors.Is(err, container.ErrNoOutputYet):
-		return 0, err
+		return 0, settle, err
 	}
-	return 0, failed(ctx, s.log, r.method(), err, &r.read)
+	return 0, settle, failed(ctx, s.log, r.method(), err, &r.read)
 }

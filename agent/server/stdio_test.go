@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -24,14 +25,15 @@ import (
 )
 
 // fakeStdio answers stdio reads with output made from the ids, or as
-// read says.
+// read says, and records how each read with output was settled.
 type fakeStdio struct {
-	mu    sync.Mutex
-	calls int // reads answered (not counting ErrNoOutputYet)
-	read  func(ctx context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, error)
+	mu      sync.Mutex
+	calls   int    // reads answered (not counting ErrNoOutputYet)
+	settled []bool // the settle of each read with output, in order
+	read    func(ctx context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, error)
 }
 
-func (f *fakeStdio) readStream(ctx context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, error) {
+func (f *fakeStdio) readStream(ctx context.Context, cid, eid string, buf []byte, stderr, wait bool) (int, func(bool), error) {
 	var n int
 	var err error
 	if f.read != nil {
@@ -44,7 +46,14 @@ func (f *fakeStdio) readStream(ctx context.Context, cid, eid string, buf []byte,
 		f.calls++
 		f.mu.Unlock()
 	}
-	return n, err
+	if n == 0 {
+		return n, noSettle, err
+	}
+	return n, func(sent bool) {
+		f.mu.Lock()
+		f.settled = append(f.settled, sent)
+		f.mu.Unlock()
+	}, err
 }
 
 func (f *fakeStdio) count() int {
@@ -557,5 +566,28 @@ func TestWorkerPool(t *testing.T) {
 			t.Fatalf("%d goroutines left, %d before", runtime.NumGoroutine(), base)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The output of a reply the connection did not take is given back (and
+// that of one it took is not).
+func TestStdioUnsentReplySettledUnsent(t *testing.T) {
+	srv, tc, host := pipeConn(t)
+	f := &fakeStdio{}
+	srv.stdio = f
+	go func() { _, _ = io.Copy(io.Discard, host) }()
+	r := &stdioRequest{read: pb.ReadStreamRequest{ContainerId: "c", Len: 100}}
+	if !tc.serveStdioNow(1, r) {
+		t.Fatal("output there, not served at once")
+	}
+	host.Close()
+	if !tc.serveStdioNow(3, r) {
+		t.Fatal("output there, not served at once")
+	}
+	tc.serveStdio(5, r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fmt.Sprint(f.settled) != "[true false false]" {
+		t.Fatalf("settled %v, want [true false false]", f.settled)
 	}
 }
