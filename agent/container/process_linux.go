@@ -24,8 +24,8 @@ const MaxReadLen = 1 << 20
 // defaultReadLen is used when the host asks for zero bytes.
 const defaultReadLen = 32 << 10
 
-// ErrNoOutputYet is returned by TryReadInto when a read would have to
-// wait for output.
+// ErrNoOutputYet is returned by ReadForReply without wait when a read
+// would have to wait for output.
 var ErrNoOutputYet = errors.New("no output buffered yet")
 
 // ErrStdinClosed is returned by WriteStdin after CloseStdin.
@@ -200,17 +200,6 @@ func (p *Process) CloseStdin() error {
 	return nil
 }
 
-// ReadStdout reads up to n bytes of output; it returns io.EOF once the
-// process and every other writer closed the stream and it is drained.
-func (p *Process) ReadStdout(ctx context.Context, n int) ([]byte, error) {
-	return p.readFresh(ctx, n, false)
-}
-
-// ReadStderr is ReadStdout for stderr; with a terminal it is at EOF at once.
-func (p *Process) ReadStderr(ctx context.Context, n int) ([]byte, error) {
-	return p.readFresh(ctx, n, true)
-}
-
 // ReadLen is the length a read of n bytes asks for: n within
 // (0, MaxReadLen], zero meaning the default.
 func ReadLen(n int) int {
@@ -220,44 +209,19 @@ func ReadLen(n int) int {
 	return min(n, MaxReadLen)
 }
 
-// readFresh reads into a buffer of its own, which the caller keeps.
-func (p *Process) readFresh(ctx context.Context, n int, stderr bool) ([]byte, error) {
-	// A fresh buffer per call, not a pool: a ttrpc reply owns the slice
-	// until the server has marshalled it, which happens after the handler
-	// returned, and nothing tells us when that is done.
-	buf := make([]byte, ReadLen(n))
-	got, err := p.ReadInto(ctx, buf, stderr)
-	if got == 0 {
-		return nil, err
-	}
-	return buf[:got], err
-}
-
-// ReadInto reads output into buf (at most MaxReadLen bytes of it): stdout,
-// or stderr when stderr is set. It returns io.EOF once the stream is
-// drained and closed, and with a terminal at once for stderr. Bytes read
-// for a call whose ctx ended meanwhile are kept for the next read, and the
-// call returns ctx's error.
-func (p *Process) ReadInto(ctx context.Context, buf []byte, stderr bool) (int, error) {
-	n, settle, err := p.ReadForReply(ctx, buf, stderr, true)
-	settle(true)
-	return n, err
-}
-
-// TryReadInto is ReadInto for output already there: it returns
-// ErrNoOutputYet, having read nothing, where ReadInto would wait (for
-// output, or for another read of the stream).
-func (p *Process) TryReadInto(buf []byte, stderr bool) (int, error) {
-	n, settle, err := p.ReadForReply(context.Background(), buf, stderr, false)
-	settle(true)
-	return n, err
-}
-
-// ReadForReply is ReadInto, or without wait TryReadInto, for a reply the
-// caller sends itself: the stream stays the caller's until it calls
-// settle (never nil), once, saying whether the reply went out. The output
-// of a reply that could not be sent is what the next read returns first,
-// so a connection that fails under a reply loses nothing of the stream.
+// ReadForReply reads output into buf (at most MaxReadLen bytes of it):
+// stdout, or stderr when stderr is set. It returns io.EOF once the stream
+// is drained and closed, and with a terminal at once for stderr. Bytes
+// read for a call whose ctx ended meanwhile are kept for the next read,
+// and the call returns ctx's error. Without wait it reads only output
+// already there: where it would wait (for output, or for another read of
+// the stream), it reads nothing and returns ErrNoOutputYet.
+//
+// The reply is the caller's to send: the stream stays the caller's until
+// it calls settle (never nil), once, saying whether the reply went out.
+// The output of a reply that could not be sent is what the next read
+// returns first, so a connection that fails under a reply loses nothing
+// of the stream.
 func (p *Process) ReadForReply(ctx context.Context, buf []byte, stderr, wait bool) (n int, settle func(sent bool), err error) {
 	if len(buf) > MaxReadLen {
 		buf = buf[:MaxReadLen]

@@ -50,7 +50,7 @@ func BenchmarkReadStdout(b *testing.B) {
 			var total int
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				data, err := p.ReadStdout(ctx, bc.readLen)
+				data, err := readStdout(ctx, p, bc.readLen)
 				if err != nil {
 					b.Fatal(err)
 				}

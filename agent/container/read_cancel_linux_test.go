@@ -25,7 +25,7 @@ func TestReadCancelledKeepsOutput(t *testing.T) {
 	dead, cancel := context.WithCancel(context.Background())
 	cancel()
 	for i := 0; i < 20; i++ {
-		if b, err := p.ReadStdout(dead, 6); err == nil {
+		if b, err := readStdout(dead, p, 6); err == nil {
 			t.Fatalf("a read with a cancelled context returned %q: the reply would go to a connection that is gone", b)
 		}
 	}
@@ -33,7 +33,7 @@ func TestReadCancelledKeepsOutput(t *testing.T) {
 	defer cancel2()
 	var got []byte
 	for len(got) < len(want) {
-		b, err := p.ReadStdout(ctx, 6)
+		b, err := readStdout(ctx, p, 6)
 		if err != nil {
 			t.Fatalf("read after the cancelled ones: %v (got %q)", err, got)
 		}

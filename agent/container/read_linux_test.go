@@ -49,7 +49,7 @@ func TestReadReturnsAllBuffered(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let the terminal move it to the reader's side
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := p.ReadStdout(ctx, 32<<10)
+	got, err := readStdout(ctx, p, 32<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestReadReturnsAllBuffered(t *testing.T) {
 		t.Fatalf("one read returned %d of the %d buffered bytes", len(got), len(want))
 	}
 	for len(got) < len(want) {
-		more, err := p.ReadStdout(ctx, 32<<10)
+		more, err := readStdout(ctx, p, 32<<10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,18 +80,18 @@ func TestReadBlocksThenEOF(t *testing.T) {
 		_, _ = e.stdout.WriteString("late")
 		_ = e.stdout.Close()
 	}()
-	got, err := p.ReadStdout(ctx, 32<<10)
+	got, err := readStdout(ctx, p, 32<<10)
 	if err != nil || string(got) != "late" {
 		t.Fatalf("read = %q, %v; want \"late\"", got, err)
 	}
-	if got, err := p.ReadStdout(ctx, 32<<10); !errors.Is(err, io.EOF) {
+	if got, err := readStdout(ctx, p, 32<<10); !errors.Is(err, io.EOF) {
 		t.Fatalf("read after the writer closed = %q, %v; want EOF", got, err)
 	}
 	// A cancelled read returns the context's error, not an empty answer.
 	p2, _ := testProcess(t, c, "y", false)
 	cctx, ccancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer ccancel()
-	if got, err := p2.ReadStdout(cctx, 32<<10); !errors.Is(err, context.DeadlineExceeded) {
+	if got, err := readStdout(cctx, p2, 32<<10); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled read = %q, %v; want the context's error", got, err)
 	}
 }
@@ -103,15 +103,15 @@ func TestTryReadInto(t *testing.T) {
 	c, _ := testContainer(t, ExecPolicy{})
 	p, e := testProcess(t, c, "x", false)
 	buf := make([]byte, 64)
-	if n, err := p.TryReadInto(buf, false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+	if n, err := tryReadInto(p, buf, false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
 		t.Fatalf("nothing written: %d, %v; want ErrNoOutputYet", n, err)
 	}
 	// A read waiting on the stream holds it: the try does not wait for it.
 	ctx, cancel := context.WithCancel(context.Background())
 	waiting := make(chan error, 1)
-	go func() { _, err := p.ReadInto(ctx, buf[:1], false); waiting <- err }()
+	go func() { _, err := readInto(ctx, p, buf[:1], false); waiting <- err }()
 	time.Sleep(50 * time.Millisecond)
-	if n, err := p.TryReadInto(make([]byte, 8), false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+	if n, err := tryReadInto(p, make([]byte, 8), false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
 		t.Fatalf("with a read waiting: %d, %v; want ErrNoOutputYet", n, err)
 	}
 	cancel()
@@ -121,14 +121,14 @@ func TestTryReadInto(t *testing.T) {
 	if _, err := e.stdout.WriteString("ready"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := p.TryReadInto(buf, false); err != nil || string(buf[:n]) != "ready" {
+	if n, err := tryReadInto(p, buf, false); err != nil || string(buf[:n]) != "ready" {
 		t.Fatalf("output there: %q, %v", buf[:n], err)
 	}
-	if n, err := p.TryReadInto(buf, true); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+	if n, err := tryReadInto(p, buf, true); !errors.Is(err, ErrNoOutputYet) || n != 0 {
 		t.Fatalf("stderr, empty: %d, %v; want ErrNoOutputYet", n, err)
 	}
 	_ = e.stdout.Close()
-	if n, err := p.TryReadInto(buf, false); !errors.Is(err, io.EOF) || n != 0 {
+	if n, err := tryReadInto(p, buf, false); !errors.Is(err, io.EOF) || n != 0 {
 		t.Fatalf("closed: %d, %v; want EOF", n, err)
 	}
 }
@@ -147,7 +147,7 @@ func TestReadForReplyUnsentIsReadAgain(t *testing.T) {
 	if err != nil || string(buf[:n]) != "first" {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
-	if n, err := p.TryReadInto(make([]byte, 8), false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+	if n, err := tryReadInto(p, make([]byte, 8), false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
 		t.Fatalf("before the settle: %d, %v; want ErrNoOutputYet", n, err)
 	}
 	if _, err := e.stdout.WriteString("second"); err != nil {
@@ -158,7 +158,7 @@ func TestReadForReplyUnsentIsReadAgain(t *testing.T) {
 	defer cancel()
 	var got []byte
 	for len(got) < len("firstsecond") {
-		more, err := p.ReadStdout(ctx, 64)
+		more, err := readStdout(ctx, p, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +176,7 @@ func TestReadForReplyUnsentIsReadAgain(t *testing.T) {
 		t.Fatalf("read %q, %v", buf[:n], err)
 	}
 	settle(true)
-	if n, err := p.TryReadInto(buf, false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+	if n, err := tryReadInto(p, buf, false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
 		t.Fatalf("after a sent reply: %q, %v; want ErrNoOutputYet", buf[:n], err)
 	}
 }

@@ -167,9 +167,9 @@ func drain(t *testing.T, c *Container, p *Process, stderr bool) string {
 		var b []byte
 		var err error
 		if stderr {
-			b, err = p.ReadStderr(ctx, 0)
+			b, err = readStderr(ctx, p, 0)
 		} else {
-			b, err = p.ReadStdout(ctx, 0)
+			b, err = readStdout(ctx, p, 0)
 		}
 		if errors.Is(err, io.EOF) {
 			c.Release(p.ID)
@@ -277,7 +277,7 @@ func TestReadsExtendGraceUpToMaxDrain(t *testing.T) {
 			t.Fatalf("released after %v although a read got data %v ago", time.Duration(i+1)*testGrace/2, testGrace/2)
 		}
 		_, _ = e.stdout.WriteString("more\n")
-		if b, err := p.ReadStdout(ctx, 0); err != nil || string(b) != "more\n" {
+		if b, err := readStdout(ctx, p, 0); err != nil || string(b) != "more\n" {
 			t.Fatalf("read %q, %v", b, err)
 		}
 	}
@@ -286,7 +286,7 @@ func TestReadsExtendGraceUpToMaxDrain(t *testing.T) {
 		t.Fatal("streams kept past MaxDrain")
 	}
 	// A read after the release reports EOF, never an error or a hang.
-	if _, err := p.ReadStdout(ctx, 0); !errors.Is(err, io.EOF) {
+	if _, err := readStdout(ctx, p, 0); !errors.Is(err, io.EOF) {
 		t.Fatalf("read after release: %v, want EOF", err)
 	}
 }
@@ -299,7 +299,7 @@ func TestIdleAfterDataReleases(t *testing.T) {
 	wait(t, c, p)
 	clk.Advance(testGrace - time.Millisecond)
 	_, _ = e.stdout.WriteString("x")
-	if _, err := p.ReadStdout(context.Background(), 0); err != nil {
+	if _, err := readStdout(context.Background(), p, 0); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(testGrace - time.Millisecond)
@@ -389,7 +389,7 @@ func TestExitDrainEndsStreamHeldByChild(t *testing.T) {
 	_ = e // the child ends stay open: the background child holds them
 	errc := make(chan error, 1)
 	go func() {
-		_, err := p.ReadStdout(context.Background(), 0)
+		_, err := readStdout(context.Background(), p, 0)
 		errc <- err
 	}()
 	select {
@@ -408,7 +408,7 @@ func TestExitDrainEndsStreamHeldByChild(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.ReadStderr(context.Background(), 0)
+		_, err := readStderr(context.Background(), p, 0)
 		done <- err
 	}()
 	select {
@@ -423,7 +423,7 @@ func TestExitDrainEndsStreamHeldByChild(t *testing.T) {
 	q, qe := testProcess(t, c, "q", false)
 	q.setExited(0)
 	go func() { time.Sleep(10 * time.Millisecond); _, _ = qe.stdout.WriteString("late") }()
-	if b, err := q.ReadStdout(context.Background(), 0); err != nil || string(b) != "late" {
+	if b, err := readStdout(context.Background(), q, 0); err != nil || string(b) != "late" {
 		t.Fatalf("late output %q, %v", b, err)
 	}
 }
@@ -435,11 +435,11 @@ func TestCancelledReadLeavesStreamUsable(t *testing.T) {
 	p, e := testProcess(t, c, "e", false)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := p.ReadStdout(ctx, 0); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := readStdout(ctx, p, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled read: %v", err)
 	}
 	_, _ = e.stdout.WriteString("x")
-	if b, err := p.ReadStdout(context.Background(), 0); err != nil || string(b) != "x" {
+	if b, err := readStdout(context.Background(), p, 0); err != nil || string(b) != "x" {
 		t.Fatalf("read after a cancelled one: %q, %v", b, err)
 	}
 }
