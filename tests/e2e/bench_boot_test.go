@@ -14,6 +14,25 @@ import (
 	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
 )
 
+// initrdVariant is one initramfs of BENCH_INITRDS: a label and a path
+// ("" for the image's own).
+type initrdVariant struct{ label, path string }
+
+// initrdVariants reads BENCH_INITRDS, "label=path,label=path"; without it
+// the image's own, labelled "image".
+func initrdVariants() []initrdVariant {
+	spec := os.Getenv("BENCH_INITRDS")
+	if spec == "" {
+		spec = "image="
+	}
+	var vs []initrdVariant
+	for _, f := range strings.Split(spec, ",") {
+		label, path, _ := strings.Cut(f, "=")
+		vs = append(vs, initrdVariant{label, path})
+	}
+	return vs
+}
+
 // BenchmarkBootAB compares the boot row for several initramfs images in
 // one run: BENCH_INITRDS="label=path,label=path" (an empty path is the
 // image's own), each booted BENCH_BOOTS times, in turn with the floor, so
@@ -21,24 +40,20 @@ import (
 // change (or the initramfs compression) is measured before and after.
 func BenchmarkBootAB(b *testing.B) {
 	boots := envInt(b, "BENCH_BOOTS", 3)
-	spec := os.Getenv("BENCH_INITRDS")
-	if spec == "" {
-		spec = "image="
-	}
 	type variant struct {
-		label, path string
-		boots       []time.Duration
-		steps       []string
+		initrdVariant
+		boots []time.Duration
+		steps []string
 	}
 	var vs []*variant
-	for _, f := range strings.Split(spec, ",") {
-		label, path, _ := strings.Cut(f, "=")
-		vs = append(vs, &variant{label: label, path: path})
+	for _, v := range initrdVariants() {
+		vs = append(vs, &variant{initrdVariant: v})
 	}
 	floorInitrd := buildFloor(b)
 	var floor []time.Duration
 	for i := 0; i < boots; i++ {
-		fb := floorRun(b, floorInitrd).boot
+		vm, fb := floorBoot(b, floorInitrd)
+		vm.Close()
 		floor = append(floor, fb)
 		for _, v := range vs {
 			d, steps := agentBootRunWith(b, v.path)
@@ -62,18 +77,13 @@ func BenchmarkBootAB(b *testing.B) {
 // path is measured before and after under the same drifting load.
 func BenchmarkReadStdoutAB(b *testing.B) {
 	rounds := envInt(b, "BENCH_ROUNDS", 2)
-	spec := os.Getenv("BENCH_INITRDS")
-	if spec == "" {
-		spec = "image="
-	}
 	type variant struct {
-		label, path string
-		rates       []float64
+		initrdVariant
+		rates []float64
 	}
 	var vs []*variant
-	for _, f := range strings.Split(spec, ",") {
-		label, path, _ := strings.Cut(f, "=")
-		vs = append(vs, &variant{label: label, path: path})
+	for _, v := range initrdVariants() {
+		vs = append(vs, &variant{initrdVariant: v})
 	}
 	floorInitrd := buildFloor(b)
 	var floorReplies []float64
