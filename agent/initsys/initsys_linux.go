@@ -363,7 +363,9 @@ func rootNeedsMove(s Sys) (bool, error) {
 }
 
 // moveRoot binds the initramfs root onto /newroot (a mount with a parent),
-// moves the kernel filesystems under it and makes it the root. No re-exec
+// moves every top-level mount under it (the kernel filesystems, and the
+// image's erofs mount the agent runs from, when the image has one) and
+// makes it the root. No re-exec
 // is needed: every thread of the process shares one root (Go creates its
 // threads with CLONE_FS), and /proc/self/exe, which libcontainer starts
 // container inits from, is the same file in the bind. Skipping a second Go
@@ -380,14 +382,7 @@ func moveRoot(s Sys, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	isMount := map[string]bool{}
-	for _, m := range info {
-		isMount[m.Mountpoint] = true
-	}
-	for _, d := range []string{"/dev", "/proc", "/sys", "/run"} {
-		if !isMount[d] {
-			continue
-		}
+	for _, d := range topLevelMounts(info) {
 		dst := newRootDir + d
 		if err := s.MkdirAll(dst, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", dst, err)
@@ -410,6 +405,24 @@ func moveRoot(s Sys, log *slog.Logger) error {
 	}
 	log.Info("moved to a pivot_root-capable root")
 	return nil
+}
+
+// topLevelMounts returns the distinct mount points directly under /, but
+// /newroot, sorted: the mounts that must move with the root (submounts
+// move with their parent).
+func topLevelMounts(info []*mountinfo.Info) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range info {
+		p := m.Mountpoint
+		if p == "/" || p == newRootDir || seen[p] || filepath.Dir(p) != "/" {
+			continue
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // reexec starts the agent again with ReexecEnv applied, marked so that it

@@ -503,3 +503,26 @@ func rootMoveCalls() []string {
 		"chdir /",
 	}
 }
+
+// An agent the image runs from its erofs mount (/agent) takes that mount
+// into the new root with the kernel filesystems: libcontainer seals
+// /proc/self/exe with an overlay of its directory, which must resolve.
+func TestSetupMovesTheAgentImageMount(t *testing.T) {
+	f := newFakeSys("rootfs")
+	f.mounts = append(f.mounts, fakeMount{"/agent", "erofs"})
+	f.files["/dev/ptmx"] = nil
+	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(),
+		Getenv: env(nil), Environ: func() []string { return []string{"PATH=/bin"} }, Args: []string{"/agent/kata-agent"},
+		FlushLog: func() {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	move := rootMoveCalls()
+	want := slices.Concat(move[:4], []string{fmt.Sprintf("mount /agent /newroot/agent  %#x ", unix.MS_MOVE)}, move[4:])
+	if len(f.calls) < len(want) || !slices.Equal(f.calls[:len(want)], want) {
+		t.Fatalf("calls:\n%s\nwant first:\n%s", strings.Join(f.calls, "\n"), strings.Join(want, "\n"))
+	}
+	if !f.isMounted("/agent") {
+		t.Fatalf("/agent is not mounted in the new root: %v", f.mounts)
+	}
+}

@@ -1,7 +1,11 @@
 // Package initrd assembles the guest's initramfs with u-root's image API:
-// the static agent as /init, the files under rootfs/ as they are, and in
-// debug builds a static busybox with a shell and core tools. The output is
-// byte-for-byte reproducible and compressed with zstd or gzip.
+// the static agent, the files under rootfs/ as they are, and in debug
+// builds a static busybox with a shell and core tools. The agent is either
+// /init itself or, with Options.AgentImage, a file of a compressed erofs
+// image that a few-KiB /init (stub/init.c) mounts and executes: files of the
+// initramfs stay in RAM uncompressed, pages of the image only once read,
+// and reclaimable. The output is byte-for-byte reproducible and compressed
+// with zstd or gzip.
 package initrd
 
 import (
@@ -14,6 +18,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -65,7 +70,12 @@ var DebugApplets = []string{
 
 // Options describe an initramfs.
 type Options struct {
-	Agent       string // static agent binary, becomes /init
+	Agent string // static agent binary: /init, or AgentPath with AgentImage
+	// AgentImage puts the agent in an erofs image (AgentImagePath,
+	// mounted on AgentMountPoint by a stub /init); needs gcc and
+	// mkfs.erofs, and a kernel with EROFS_FS_ZIP and
+	// EROFS_FS_BACKED_BY_FILE.
+	AgentImage  bool
 	RootfsDir   string // copied as is ("" for none)
 	Debug       bool   // add busybox and DebugApplets
 	Busybox     string // static busybox for Debug
@@ -85,13 +95,16 @@ type Result struct {
 	SHA256      string
 	Compression string
 	CPIOSize    int64 // uncompressed
+	// AgentImageSize is the erofs image's size (0 without AgentImage).
+	AgentImageSize int64
 }
 
 // skeleton holds what the kernel and PID 1 need before anything is mounted:
 // /dev/console for init's stdio (opened by the kernel before devtmpfs is
-// mounted) and the mount points.
-func skeleton() (*cpio.Archive, error) {
-	return cpio.ArchiveFromRecords([]cpio.Record{
+// mounted) and the mount points; dirs adds more directories, and
+// agentImage the loop device the stub /init mounts the agent image from.
+func skeleton(agentImage bool, dirs ...string) (*cpio.Archive, error) {
+	recs := []cpio.Record{
 		cpio.Directory("dev", 0o755),
 		cpio.CharDev("dev/console", 0o600, 5, 1),
 		cpio.CharDev("dev/null", 0o666, 1, 3),
@@ -101,7 +114,15 @@ func skeleton() (*cpio.Archive, error) {
 		cpio.Directory("tmp", 0o1777),
 		cpio.Directory("etc", 0o755),
 		cpio.Directory("mnt", 0o755),
-	})
+	}
+	for _, d := range dirs {
+		recs = append(recs, cpio.Directory(d, 0o755))
+	}
+	if agentImage {
+		recs = append(recs, cpio.Record{Info: cpio.Info{Name: strings.TrimPrefix(AgentLoopDevice, "/"),
+			Mode: cpio.S_IFBLK | 0o600, Rmajor: 7, Rminor: 0}})
+	}
+	return cpio.ArchiveFromRecords(recs)
 }
 
 // Build writes the initramfs described by o.
@@ -112,7 +133,34 @@ func Build(o Options) (Result, error) {
 	if err := checkStatic(o.Agent); err != nil {
 		return Result{}, fmt.Errorf("agent: %w", err)
 	}
+	tmp, err := os.MkdirTemp("", "initrd-")
+	if err != nil {
+		return Result{}, fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
 	files := []string{absOrSelf(o.Agent) + ":init"}
+	var dirs []string
+	var imageSize int64
+	if o.AgentImage {
+		stub, err := buildStub(tmp, guestStub)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := checkStatic(stub); err != nil {
+			return Result{}, fmt.Errorf("/init stub: %w", err)
+		}
+		img, err := buildAgentImage(tmp, o.Agent, path.Base(AgentPath))
+		if err != nil {
+			return Result{}, err
+		}
+		fi, err := os.Stat(img)
+		if err != nil {
+			return Result{}, fmt.Errorf("agent image: %w", err)
+		}
+		imageSize = fi.Size()
+		files = []string{stub + ":init", img + ":" + strings.TrimPrefix(AgentImagePath, "/")}
+		dirs = append(dirs, strings.TrimPrefix(AgentMountPoint, "/"))
+	}
 	rootfsFiles, err := listRootfs(o.RootfsDir)
 	if err != nil {
 		return Result{}, err
@@ -142,7 +190,7 @@ func Build(o Options) (Result, error) {
 			symlinks["bin/"+a] = "/bin/busybox"
 		}
 	}
-	base, err := skeleton()
+	base, err := skeleton(o.AgentImage, dirs...)
 	if err != nil {
 		return Result{}, fmt.Errorf("initramfs skeleton: %w", err)
 	}
@@ -164,16 +212,17 @@ func Build(o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("initramfs options: %w", err)
 	}
-	tmp, err := os.MkdirTemp("", "initrd-")
-	if err != nil {
+	uroot := filepath.Join(tmp, "uroot")
+	if err := os.Mkdir(uroot, 0o700); err != nil {
 		return Result{}, fmt.Errorf("temp dir: %w", err)
 	}
-	defer os.RemoveAll(tmp)
-	opts.TempDir = tmp
+	opts.TempDir = uroot
 	if err := opts.Create(logger(o.Log)); err != nil {
 		return Result{}, fmt.Errorf("create initramfs: %w", err)
 	}
-	return summarize(o.Output, o.Compression, out.cpioSize)
+	res, err := summarize(o.Output, o.Compression, out.cpioSize)
+	res.AgentImageSize = imageSize
+	return res, err
 }
 
 func logger(l *slog.Logger) *llog.Logger {

@@ -17,10 +17,12 @@ type initrdFlags struct {
 	busybox     string
 	compression string
 	iptables    bool
+	agentImage  bool
 }
 
 func (f *initrdFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.agent, "agent", "bin/kata-agent", "static agent binary, becomes /init")
+	fs.StringVar(&f.agent, "agent", "bin/kata-agent", "static agent binary")
+	fs.BoolVar(&f.agentImage, "agent-image", true, "put the agent in a compressed erofs image that a small /init mounts and executes (false: the agent is /init)")
 	fs.StringVar(&f.rootfs, "rootfs", "rootfs", "directory copied into the initramfs as is")
 	fs.BoolVar(&f.debug, "debug", false, "add busybox with a shell and core tools for the debug console")
 	fs.StringVar(&f.busybox, "busybox", "/bin/busybox", "static busybox for --debug (Debian busybox-static)")
@@ -36,11 +38,15 @@ func buildInitrd(f *initrdFlags, out string, p *progress, log *slog.Logger) (ini
 		}
 		var err error
 		res, err = initrd.Build(initrd.Options{Agent: f.agent, RootfsDir: f.rootfs, Debug: f.debug,
-			Busybox: f.busybox, Compression: f.compression, IPTables: f.iptables, Output: out, Log: log})
+			Busybox: f.busybox, Compression: f.compression, IPTables: f.iptables, AgentImage: f.agentImage, Output: out, Log: log})
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s: %d bytes %s (cpio %d bytes), sha256 %s", out, res.Size, res.Compression, res.CPIOSize, res.SHA256), nil
+		msg := fmt.Sprintf("%s: %d bytes %s (cpio %d bytes), sha256 %s", out, res.Size, res.Compression, res.CPIOSize, res.SHA256)
+		if res.AgentImageSize > 0 {
+			msg += fmt.Sprintf("; agent in %s, %d bytes", initrd.AgentImagePath, res.AgentImageSize)
+		}
+		return msg, nil
 	})
 	return res, err
 }

@@ -28,7 +28,7 @@ const usage = `usage: image-builder <command> [flags]
 commands:
   kernel-config  merge the kernel config fragments onto allnoconfig and verify every option
   kernel         build bzImage from the pinned source with the verified config (cached)
-  initrd         write the initramfs (agent as /init, rootfs/, busybox with --debug)
+  initrd         write the initramfs (agent image and /init, rootfs/, busybox with --debug)
   image          build everything into build/guest/ with manifest.json
   boot-check     boot a kernel and initrd under QEMU and check what the console prints
   kata-install   install the image where Kata keeps guest assets, with a configuration drop-in
