@@ -47,6 +47,9 @@ func debugInitrd(tb testing.TB) string {
 	_, err := initrd.Build(initrd.Options{
 		Agent: agent, RootfsDir: filepath.Join("..", "..", "rootfs"), Debug: true,
 		Busybox: fixture.DefaultBusybox, Compression: initrd.Zstd, Output: out,
+		// As the main image; BENCH_AGENT_IMAGE=0 makes the agent /init
+		// (the layout before the agent image, for comparisons).
+		AgentImage: os.Getenv("BENCH_AGENT_IMAGE") != "0",
 	})
 	if err != nil {
 		tb.Fatalf("debug initramfs: %v", err)
