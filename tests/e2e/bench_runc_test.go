@@ -44,12 +44,13 @@ func debugInitrd(tb testing.TB) string {
 		agent = filepath.Join("..", "..", "bin", "kata-agent")
 	}
 	out := filepath.Join(tb.TempDir(), "initrd-debug.img")
+	agentImage := os.Getenv("BENCH_AGENT_IMAGE") != "0"
 	_, err := initrd.Build(initrd.Options{
 		Agent: agent, RootfsDir: filepath.Join("..", "..", "rootfs"), Debug: true,
-		Busybox: fixture.DefaultBusybox, Compression: initrd.Zstd, Output: out,
+		Busybox: fixture.DefaultBusybox, Output: out,
 		// As the main image; BENCH_AGENT_IMAGE=0 makes the agent /init
 		// (the layout before the agent image, for comparisons).
-		AgentImage: os.Getenv("BENCH_AGENT_IMAGE") != "0",
+		AgentImage: agentImage, Compression: initrd.DefaultCompression(agentImage),
 	})
 	if err != nil {
 		tb.Fatalf("debug initramfs: %v", err)

@@ -114,12 +114,12 @@ func cmdImage(ctx context.Context, args []string, p *progress, log *slog.Logger)
 // initrd (its compression, iptables) and the agent (requirements file)
 // need.
 func checkKernelRequirements(cfg kconfig.Config, f *initrdFlags, requirements string) (string, error) {
-	opt, err := initrd.KernelOption(f.compression)
+	opt, err := initrd.KernelOption(f.format())
 	if err != nil {
 		return "", err
 	}
 	if opt != "" && cfg.Value(opt) != "y" {
-		return "", fmt.Errorf("initrd compression %s needs %s=y in the kernel config", f.compression, opt)
+		return "", fmt.Errorf("initrd compression %s needs %s=y in the kernel config", f.format(), opt)
 	}
 	if f.iptables {
 		if err := initrd.CheckIPTablesKernel(cfg.Value); err != nil {
@@ -185,7 +185,8 @@ func writeImage(ctx context.Context, o *imageFlags, src source, vc verifiedConfi
 	m = manifest.Manifest{
 		Kernel: manifest.Kernel{Version: src.version.String(), Series: src.version.Series(),
 			Source: filepath.Base(o.src.tarball), Package: debianPackage(ctx, o.src.tarball), ConfigHash: kern.ConfigHash},
-		Initrd:           manifest.Initrd{Compression: res.Compression, Debug: o.initrd.debug, CPIOSize: res.CPIOSize},
+		Initrd: manifest.Initrd{Compression: res.Compression, Debug: o.initrd.debug, CPIOSize: res.CPIOSize,
+			AgentImageSize: res.AgentImageSize},
 		Agent:            agent,
 		Cmdline:          line,
 		FIPSCapable:      vc.cfg.Value("CONFIG_CRYPTO_FIPS") == "y" && agent.GOFIPS140 != "",

@@ -26,8 +26,17 @@ func (f *initrdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.rootfs, "rootfs", "rootfs", "directory copied into the initramfs as is")
 	fs.BoolVar(&f.debug, "debug", false, "add busybox with a shell and core tools for the debug console")
 	fs.StringVar(&f.busybox, "busybox", "/bin/busybox", "static busybox for --debug (Debian busybox-static)")
-	fs.StringVar(&f.compression, "compression", initrd.Zstd, "zstd, gzip or none")
+	fs.StringVar(&f.compression, "compression", "", "zstd, gzip or none (default: none with the agent image, which is compressed already; zstd without)")
 	fs.BoolVar(&f.iptables, "iptables", true, "add Debian's iptables-legacy tools (package iptables) and their libraries for GetIPTables/SetIPTables")
+}
+
+// format is the initrd's compression: the flag's, or the default for the
+// layout.
+func (f *initrdFlags) format() string {
+	if f.compression != "" {
+		return f.compression
+	}
+	return initrd.DefaultCompression(f.agentImage)
 }
 
 func buildInitrd(f *initrdFlags, out string, p *progress, log *slog.Logger) (initrd.Result, error) {
@@ -38,7 +47,7 @@ func buildInitrd(f *initrdFlags, out string, p *progress, log *slog.Logger) (ini
 		}
 		var err error
 		res, err = initrd.Build(initrd.Options{Agent: f.agent, RootfsDir: f.rootfs, Debug: f.debug,
-			Busybox: f.busybox, Compression: f.compression, IPTables: f.iptables, AgentImage: f.agentImage, Output: out, Log: log})
+			Busybox: f.busybox, Compression: f.format(), IPTables: f.iptables, AgentImage: f.agentImage, Output: out, Log: log})
 		if err != nil {
 			return "", err
 		}
