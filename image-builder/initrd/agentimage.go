@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // Where the agent image sits in the initramfs and where the stub mounts
@@ -64,9 +65,11 @@ func buildStub(dir string, p stubPaths) (string, error) {
 }
 
 // buildAgentImage writes an LZ4-compressed erofs image holding agent as
-// name (mkfs.erofs from Debian's erofs-utils). Timestamps, owners and the
-// UUID are fixed so the image is reproducible; xattrs are left out.
-func buildAgentImage(dir, agent, name string) (string, error) {
+// name, and the "src:dest" files and the links (name -> target) given
+// (iptables and its libraries), with mkfs.erofs from Debian's erofs-utils.
+// Timestamps, owners and the UUID are fixed so the image is reproducible;
+// xattrs are left out.
+func buildAgentImage(dir, agent, name string, files []string, links map[string]string) (string, error) {
 	mkfs, err := exec.LookPath("mkfs.erofs")
 	if err != nil {
 		return "", fmt.Errorf("%w: mkfs.erofs (Debian package erofs-utils) writes the agent image", ErrTool)
@@ -75,8 +78,28 @@ func buildAgentImage(dir, agent, name string) (string, error) {
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", tree, err)
 	}
-	if err := copyExecutable(agent, filepath.Join(tree, name)); err != nil {
+	if err := copyFile(agent, filepath.Join(tree, name), 0o755); err != nil {
 		return "", err
+	}
+	for _, f := range files {
+		i := strings.LastIndex(f, ":")
+		src, dest := f[:i], filepath.Join(tree, filepath.FromSlash(f[i+1:]))
+		fi, err := os.Stat(src)
+		if err != nil {
+			return "", fmt.Errorf("agent image: %w", err)
+		}
+		if err := copyFile(src, dest, fi.Mode().Perm()); err != nil {
+			return "", err
+		}
+	}
+	for name, target := range links {
+		p := filepath.Join(tree, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", fmt.Errorf("create %s: %w", filepath.Dir(p), err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			return "", fmt.Errorf("agent image: %w", err)
+		}
 	}
 	out := filepath.Join(dir, "agent.erofs")
 	cmd := exec.Command(mkfs, "--quiet", "-zlz4hc,12", "-C"+strconv.Itoa(agentImageCluster), "-T0",
@@ -87,14 +110,19 @@ func buildAgentImage(dir, agent, name string) (string, error) {
 	return out, nil
 }
 
-// copyExecutable copies src to dst with mode 0755 (the image keeps modes).
-func copyExecutable(src, dst string) error {
+// copyFile copies src to dst with mode perm (the image keeps modes),
+// creating dst's directory.
+func copyFile(src, dst string, perm os.FileMode) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", src, err)
 	}
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(dst), err)
+	}
+	if err := os.WriteFile(dst, b, perm); err != nil {
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
-	return os.Chmod(dst, 0o755)
+	// WriteFile's mode passes through the umask.
+	return os.Chmod(dst, perm)
 }

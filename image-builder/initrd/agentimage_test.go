@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,7 +117,7 @@ func TestStubMountsAndExecutes(t *testing.T) {
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	img, err := buildAgentImage(dir, busybox, "echo")
+	img, err := buildAgentImage(dir, busybox, "echo", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,5 +150,82 @@ func TestStubMountsAndExecutes(t *testing.T) {
 	out, err = exec.Command("unshare", "-m", "--propagation", "private", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "open "+filepath.Join(dir, "nothing")+": errno 2") {
 		t.Fatalf("stub without its image: %v, %q", err, out)
+	}
+}
+
+// With the agent image, iptables and its libraries go into the image too:
+// the cpio only leads /usr, /lib, ... into it, and the image holds the
+// very files (extracted with fsck.erofs and compared).
+func TestBuildAgentImageHoldsIPTables(t *testing.T) {
+	needAgentImageTools(t)
+	needIPTables(t)
+	if _, err := exec.LookPath("fsck.erofs"); err != nil {
+		t.Skip("fsck.erofs not installed")
+	}
+	agent := staticBinary(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "initrd")
+	if _, err := Build(Options{Agent: agent, AgentImage: true, IPTables: true, Compression: None, Output: out}); err != nil {
+		t.Fatal(err)
+	}
+	recs := readArchive(t, out, None)
+	files, links, err := iptablesFiles("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, top := range topDirs(files, links) {
+		r := recs[top]
+		if r.Mode&cpio.S_IFMT != cpio.S_IFLNK {
+			t.Errorf("/%s is not a link into the image: %+v", top, r.Info)
+			continue
+		}
+		target := make([]byte, r.FileSize)
+		if _, err := r.ReadAt(target, 0); err != nil {
+			t.Fatal(err)
+		}
+		// u-root writes the link relative; from / it is the same place.
+		if path.Join("/", string(target)) != AgentMountPoint+"/"+top {
+			t.Errorf("/%s -> %s, want %s/%s", top, target, AgentMountPoint, top)
+		}
+	}
+	for name := range recs {
+		if strings.Contains(name, "libc.so") || strings.Contains(name, "xtables") {
+			t.Errorf("%s is in the cpio, not in the image", name)
+		}
+	}
+
+	img := filepath.Join(dir, "agent.erofs")
+	rec := recs[strings.TrimPrefix(AgentImagePath, "/")]
+	b := make([]byte, rec.FileSize)
+	if _, err := rec.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x := filepath.Join(dir, "x")
+	if o, err := exec.Command("fsck.erofs", "--extract="+x, img).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.erofs: %v\n%s", err, o)
+	}
+	same := func(host, inImage string) {
+		t.Helper()
+		want, err := os.ReadFile(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(x, inImage))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s in the image differs from %s (%v)", inImage, host, err)
+		}
+	}
+	same(agent, "kata-agent")
+	for _, f := range files {
+		i := strings.LastIndex(f, ":")
+		same(f[:i], f[i+1:])
+	}
+	for name, target := range links {
+		if got, err := os.Readlink(filepath.Join(x, name)); err != nil || got != target {
+			t.Errorf("link %s in the image -> %q (%v), want %s", name, got, err, target)
+		}
 	}
 }

@@ -149,7 +149,21 @@ func Build(o Options) (Result, error) {
 		return Result{}, fmt.Errorf("temp dir: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	// iptables' files and links, for the agent image or the cpio.
+	var iptFiles []string
+	iptLinks := map[string]string{}
+	if o.IPTables {
+		root := o.HostRoot
+		if root == "" {
+			root = "/"
+		}
+		iptFiles, iptLinks, err = iptablesFiles(root)
+		if err != nil {
+			return Result{}, err
+		}
+	}
 	files := []string{absOrSelf(o.Agent) + ":init"}
+	symlinks := map[string]string{}
 	var dirs []string
 	var imageSize int64
 	if o.AgentImage {
@@ -160,7 +174,7 @@ func Build(o Options) (Result, error) {
 		if err := checkStatic(stub); err != nil {
 			return Result{}, fmt.Errorf("/init stub: %w", err)
 		}
-		img, err := buildAgentImage(tmp, o.Agent, path.Base(AgentPath))
+		img, err := buildAgentImage(tmp, o.Agent, path.Base(AgentPath), iptFiles, iptLinks)
 		if err != nil {
 			return Result{}, err
 		}
@@ -171,27 +185,27 @@ func Build(o Options) (Result, error) {
 		imageSize = fi.Size()
 		files = []string{stub + ":init", img + ":" + strings.TrimPrefix(AgentImagePath, "/")}
 		dirs = append(dirs, strings.TrimPrefix(AgentMountPoint, "/"))
+		// /usr, /lib, ... lead into the image, where iptables' files are.
+		for _, top := range topDirs(iptFiles, iptLinks) {
+			symlinks[top] = AgentMountPoint + "/" + top
+		}
+	} else {
+		files = append(files, iptFiles...)
+		for name, target := range iptLinks {
+			symlinks[name] = target
+		}
 	}
 	rootfsFiles, err := listRootfs(o.RootfsDir)
 	if err != nil {
 		return Result{}, err
 	}
-	files = append(files, rootfsFiles...)
-	symlinks := map[string]string{}
-	if o.IPTables {
-		root := o.HostRoot
-		if root == "" {
-			root = "/"
-		}
-		ipt, links, err := iptablesFiles(root)
-		if err != nil {
-			return Result{}, err
-		}
-		files = append(files, ipt...)
-		for name, target := range links {
-			symlinks[name] = target
+	for _, f := range rootfsFiles {
+		dest := f[strings.LastIndex(f, ":")+1:]
+		if top, _, _ := strings.Cut(dest, "/"); symlinks[top] != "" {
+			return Result{}, fmt.Errorf("%w: %s is under /%s, which leads into the agent image", ErrRootfsEntry, dest, top)
 		}
 	}
+	files = append(files, rootfsFiles...)
 	if o.Debug {
 		if err := checkStatic(o.Busybox); err != nil {
 			return Result{}, fmt.Errorf("busybox: %w", err)
@@ -250,6 +264,29 @@ func absOrSelf(p string) string {
 		return a
 	}
 	return p
+}
+
+// topDirs returns the distinct top-level directories of the "src:dest"
+// files and the links' names, sorted.
+func topDirs(files []string, links map[string]string) []string {
+	seen := map[string]bool{}
+	add := func(dest string) {
+		if top, _, ok := strings.Cut(dest, "/"); ok {
+			seen[top] = true
+		}
+	}
+	for _, f := range files {
+		add(f[strings.LastIndex(f, ":")+1:])
+	}
+	for name := range links {
+		add(name)
+	}
+	out := make([]string, 0, len(seen))
+	for d := range seen {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // listRootfs returns "src:dest" entries for every regular file and symlink
