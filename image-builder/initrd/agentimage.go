@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 // Where the agent image sits in the initramfs and where the stub mounts
@@ -82,8 +81,8 @@ func buildAgentImage(dir, agent, name string, files []string, links map[string]s
 		return "", err
 	}
 	for _, f := range files {
-		i := strings.LastIndex(f, ":")
-		src, dest := f[:i], filepath.Join(tree, filepath.FromSlash(f[i+1:]))
+		src, rel := splitEntry(f)
+		dest := filepath.Join(tree, filepath.FromSlash(rel))
 		fi, err := os.Stat(src)
 		if err != nil {
 			return "", fmt.Errorf("agent image: %w", err)

@@ -220,8 +220,7 @@ func TestBuildAgentImageHoldsIPTables(t *testing.T) {
 	}
 	same(agent, "kata-agent")
 	for _, f := range files {
-		i := strings.LastIndex(f, ":")
-		same(f[:i], f[i+1:])
+		same(splitEntry(f))
 	}
 	for name, target := range links {
 		if got, err := os.Readlink(filepath.Join(x, name)); err != nil || got != target {

@@ -4,8 +4,8 @@
 // /init itself or, with Options.AgentImage, a file of a compressed erofs
 // image that a few-KiB /init (stub/init.c) mounts and executes: files of the
 // initramfs stay in RAM uncompressed, pages of the image only once read,
-// and reclaimable. The output is byte-for-byte reproducible and compressed
-// with zstd or gzip.
+// and reclaimable. The output is byte-for-byte reproducible, compressed
+// with zstd or gzip or not at all (DefaultCompression).
 package initrd
 
 import (
@@ -84,8 +84,7 @@ type Options struct {
 	Agent string // static agent binary: /init, or AgentPath with AgentImage
 	// AgentImage puts the agent in an erofs image (AgentImagePath,
 	// mounted on AgentMountPoint by a stub /init); needs gcc and
-	// mkfs.erofs, and a kernel with EROFS_FS_ZIP and
-	// EROFS_FS_BACKED_BY_FILE.
+	// mkfs.erofs, and a kernel with EROFS_FS_ZIP and BLK_DEV_LOOP.
 	AgentImage  bool
 	RootfsDir   string // copied as is ("" for none)
 	Debug       bool   // add busybox and DebugApplets
@@ -112,9 +111,9 @@ type Result struct {
 
 // skeleton holds what the kernel and PID 1 need before anything is mounted:
 // /dev/console for init's stdio (opened by the kernel before devtmpfs is
-// mounted) and the mount points; dirs adds more directories, and
-// agentImage the loop device the stub /init mounts the agent image from.
-func skeleton(agentImage bool, dirs ...string) (*cpio.Archive, error) {
+// mounted) and the mount points; with agentImage also the agent image's
+// mount point and the loop device the stub /init mounts it from.
+func skeleton(agentImage bool) (*cpio.Archive, error) {
 	recs := []cpio.Record{
 		cpio.Directory("dev", 0o755),
 		cpio.CharDev("dev/console", 0o600, 5, 1),
@@ -126,11 +125,8 @@ func skeleton(agentImage bool, dirs ...string) (*cpio.Archive, error) {
 		cpio.Directory("etc", 0o755),
 		cpio.Directory("mnt", 0o755),
 	}
-	for _, d := range dirs {
-		recs = append(recs, cpio.Directory(d, 0o755))
-	}
 	if agentImage {
-		recs = append(recs, cpio.Record{Info: cpio.Info{Name: strings.TrimPrefix(AgentLoopDevice, "/"),
+		recs = append(recs, cpio.Directory(strings.TrimPrefix(AgentMountPoint, "/"), 0o755), cpio.Record{Info: cpio.Info{Name: strings.TrimPrefix(AgentLoopDevice, "/"),
 			Mode: cpio.S_IFBLK | 0o600, Rmajor: 7, Rminor: 0}})
 	}
 	return cpio.ArchiveFromRecords(recs)
@@ -164,7 +160,6 @@ func Build(o Options) (Result, error) {
 	}
 	files := []string{absOrSelf(o.Agent) + ":init"}
 	symlinks := map[string]string{}
-	var dirs []string
 	var imageSize int64
 	if o.AgentImage {
 		stub, err := buildStub(tmp, guestStub)
@@ -184,7 +179,6 @@ func Build(o Options) (Result, error) {
 		}
 		imageSize = fi.Size()
 		files = []string{stub + ":init", img + ":" + strings.TrimPrefix(AgentImagePath, "/")}
-		dirs = append(dirs, strings.TrimPrefix(AgentMountPoint, "/"))
 		// /usr, /lib, ... lead into the image, where iptables' files are.
 		for _, top := range topDirs(iptFiles, iptLinks) {
 			symlinks[top] = AgentMountPoint + "/" + top
@@ -200,7 +194,7 @@ func Build(o Options) (Result, error) {
 		return Result{}, err
 	}
 	for _, f := range rootfsFiles {
-		dest := f[strings.LastIndex(f, ":")+1:]
+		_, dest := splitEntry(f)
 		if top, _, _ := strings.Cut(dest, "/"); symlinks[top] != "" {
 			return Result{}, fmt.Errorf("%w: %s is under /%s, which leads into the agent image", ErrRootfsEntry, dest, top)
 		}
@@ -215,7 +209,7 @@ func Build(o Options) (Result, error) {
 			symlinks["bin/"+a] = "/bin/busybox"
 		}
 	}
-	base, err := skeleton(o.AgentImage, dirs...)
+	base, err := skeleton(o.AgentImage)
 	if err != nil {
 		return Result{}, fmt.Errorf("initramfs skeleton: %w", err)
 	}
@@ -266,6 +260,13 @@ func absOrSelf(p string) string {
 	return p
 }
 
+// splitEntry splits a "src:dest" file entry (u-root's form) at its last
+// colon: dest never holds one (listRootfs refuses such names).
+func splitEntry(f string) (src, dest string) {
+	i := strings.LastIndex(f, ":")
+	return f[:i], f[i+1:]
+}
+
 // topDirs returns the distinct top-level directories of the "src:dest"
 // files and the links' names, sorted.
 func topDirs(files []string, links map[string]string) []string {
@@ -276,7 +277,8 @@ func topDirs(files []string, links map[string]string) []string {
 		}
 	}
 	for _, f := range files {
-		add(f[strings.LastIndex(f, ":")+1:])
+		_, dest := splitEntry(f)
+		add(dest)
 	}
 	for name := range links {
 		add(name)
