@@ -365,10 +365,11 @@ func rootNeedsMove(s Sys) (bool, error) {
 // moveRoot binds the initramfs root onto /newroot (a mount with a parent),
 // moves every top-level mount under it (the kernel filesystems, and the
 // image's erofs mount the agent runs from, when the image has one) and
-// makes it the root. No re-exec is needed: every thread of the process shares one root (Go creates its
-// threads with CLONE_FS), and /proc/self/exe, which libcontainer starts
-// container inits from, is the same file in the bind. Skipping a second Go
-// start saves about 0.1 s of boot under TCG.
+// makes it the root. No re-exec is needed: every thread of the process
+// shares one root (Go creates its threads with CLONE_FS), and
+// /proc/self/exe, which libcontainer starts container inits from, is the
+// same file in the bind. Skipping a second Go start saves about 0.1 s of
+// boot under TCG.
 func moveRoot(s Sys, log *slog.Logger) error {
 	if err := s.MkdirAll(newRootDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", newRootDir, err)
