@@ -364,7 +364,7 @@ func rootNeedsMove(s Sys) (bool, error) {
 
 // moveRoot binds the initramfs root onto /newroot (a mount with a parent),
 // moves every top-level mount under it (the kernel filesystems, and the
-// image's erofs mount the agent runs from, when the image has one) and
+// image's squashfs mount the agent runs from, when the image has one) and
 // makes it the root. No re-exec is needed: every thread of the process
 // shares one root (Go creates its threads with CLONE_FS), and
 // /proc/self/exe, which libcontainer starts container inits from, is the

@@ -504,12 +504,12 @@ func rootMoveCalls() []string {
 	}
 }
 
-// An agent the image runs from its erofs mount (/agent) takes that mount
+// An agent the image runs from its squashfs mount (/agent) takes that mount
 // into the new root with the kernel filesystems: libcontainer seals
 // /proc/self/exe with an overlay of its directory, which must resolve.
 func TestSetupMovesTheAgentImageMount(t *testing.T) {
 	f := newFakeSys("rootfs")
-	f.mounts = append(f.mounts, fakeMount{"/agent", "erofs"})
+	f.mounts = append(f.mounts, fakeMount{"/agent", "squashfs"})
 	f.files["/dev/ptmx"] = nil
 	err := Setup(Options{IsInit: true, UnifiedCgroups: true, Sys: f, Log: quietLog(),
 		Getenv: env(nil), Environ: func() []string { return []string{"PATH=/bin"} }, Args: []string{"/agent/kata-agent"},

@@ -15,14 +15,14 @@ import (
 
 func needAgentImageTools(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"gcc", "mkfs.erofs"} {
+	for _, tool := range []string{"gcc", "mksquashfs"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed (scripts/install-deps installs it)", tool)
 		}
 	}
 }
 
-// The image with the agent image: a small static /init, the erofs image,
+// The image with the agent image: a small static /init, the squashfs image,
 // its mount point and loop device, and no other copy of the agent; two
 // builds are the same bytes.
 func TestBuildAgentImage(t *testing.T) {
@@ -67,13 +67,13 @@ func TestBuildAgentImage(t *testing.T) {
 	if img.Mode&cpio.S_IFMT != cpio.S_IFREG {
 		t.Fatalf("%s missing: %+v", AgentImagePath, img.Info)
 	}
-	head := make([]byte, 1028)
+	head := make([]byte, 4)
 	if _, err := img.ReadAt(head, 0); err != nil {
 		t.Fatal(err)
 	}
-	// The erofs superblock's magic at offset 1024 (little-endian).
-	if !bytes.Equal(head[1024:], []byte{0xe2, 0xe1, 0xf5, 0xe0}) {
-		t.Errorf("%s has no erofs magic: % x", AgentImagePath, head[1024:])
+	// The squashfs superblock's magic at offset 0 (little-endian "hsqs").
+	if string(head) != "hsqs" {
+		t.Errorf("%s has no squashfs magic: % x", AgentImagePath, head)
 	}
 	if d := recs[strings.TrimPrefix(AgentMountPoint, "/")]; d.Mode&cpio.S_IFMT != cpio.S_IFDIR {
 		t.Errorf("mount point %s missing: %+v", AgentMountPoint, d.Info)
@@ -91,7 +91,7 @@ func TestBuildAgentImage(t *testing.T) {
 }
 
 // The stub really does its job: on this machine (root, a kernel with
-// erofs and loop devices) it attaches an image to a free loop device,
+// squashfs and loop devices) it attaches an image to a free loop device,
 // mounts it in a private mount namespace and executes the program from
 // it with the arguments it was given. Busybox stands in for the agent,
 // named echo so that it runs that applet.
@@ -100,8 +100,10 @@ func TestStubMountsAndExecutes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (loop devices, mounts)")
 	}
-	if b, _ := os.ReadFile("/proc/filesystems"); !bytes.Contains(b, []byte("erofs")) {
-		t.Skip("host kernel has no erofs")
+	// squashfs may be a module, loaded on the first mount.
+	_ = exec.Command("modprobe", "squashfs").Run()
+	if b, _ := os.ReadFile("/proc/filesystems"); !bytes.Contains(b, []byte("squashfs")) {
+		t.Skip("host kernel has no squashfs")
 	}
 	const busybox = "/bin/busybox"
 	if _, err := os.Stat(busybox); err != nil {
@@ -121,7 +123,7 @@ func TestStubMountsAndExecutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stub, err := buildStub(dir, stubPaths{image: img, loop: loop, mountPoint: mnt, agent: mnt + "/echo"})
+	stub, err := buildStub(dir, stubPaths{image: img, loop: loop, mountPoint: mnt, agent: mnt + "/echo", fsType: agentImageFS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +145,7 @@ func TestStubMountsAndExecutes(t *testing.T) {
 	}
 
 	// A missing image is reported by name, with the kernel's error.
-	bad, err := buildStub(t.TempDir(), stubPaths{image: filepath.Join(dir, "nothing"), loop: loop, mountPoint: mnt, agent: mnt + "/echo"})
+	bad, err := buildStub(t.TempDir(), stubPaths{image: filepath.Join(dir, "nothing"), loop: loop, mountPoint: mnt, agent: mnt + "/echo", fsType: agentImageFS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,12 +157,12 @@ func TestStubMountsAndExecutes(t *testing.T) {
 
 // With the agent image, iptables and its libraries go into the image too:
 // the cpio only leads /usr, /lib, ... into it, and the image holds the
-// very files (extracted with fsck.erofs and compared).
+// very files (extracted with unsquashfs and compared).
 func TestBuildAgentImageHoldsIPTables(t *testing.T) {
 	needAgentImageTools(t)
 	needIPTables(t)
-	if _, err := exec.LookPath("fsck.erofs"); err != nil {
-		t.Skip("fsck.erofs not installed")
+	if _, err := exec.LookPath("unsquashfs"); err != nil {
+		t.Skip("unsquashfs not installed")
 	}
 	agent := staticBinary(t)
 	dir := t.TempDir()
@@ -194,7 +196,7 @@ func TestBuildAgentImageHoldsIPTables(t *testing.T) {
 		}
 	}
 
-	img := filepath.Join(dir, "agent.erofs")
+	img := filepath.Join(dir, "agent.img")
 	rec := recs[strings.TrimPrefix(AgentImagePath, "/")]
 	b := make([]byte, rec.FileSize)
 	if _, err := rec.ReadAt(b, 0); err != nil {
@@ -204,8 +206,8 @@ func TestBuildAgentImageHoldsIPTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := filepath.Join(dir, "x")
-	if o, err := exec.Command("fsck.erofs", "--extract="+x, img).CombinedOutput(); err != nil {
-		t.Fatalf("fsck.erofs: %v\n%s", err, o)
+	if o, err := exec.Command("unsquashfs", "-no-progress", "-quiet", "-d", x, img).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs: %v\n%s", err, o)
 	}
 	same := func(host, inImage string) {
 		t.Helper()

@@ -1,7 +1,7 @@
 // Package initrd assembles the guest's initramfs with u-root's image API:
 // the static agent, the files under rootfs/ as they are, and in debug
 // builds a static busybox with a shell and core tools. The agent is either
-// /init itself or, with Options.AgentImage, a file of a compressed erofs
+// /init itself or, with Options.AgentImage, a file of a compressed squashfs
 // image that a few-KiB /init (stub/init.c) mounts and executes: files of the
 // initramfs stay in RAM uncompressed, pages of the image only once read,
 // and reclaimable. The output is byte-for-byte reproducible, compressed
@@ -82,9 +82,9 @@ var DebugApplets = []string{
 // Options describe an initramfs.
 type Options struct {
 	Agent string // static agent binary: /init, or AgentPath with AgentImage
-	// AgentImage puts the agent in an erofs image (AgentImagePath,
+	// AgentImage puts the agent in a squashfs image (AgentImagePath,
 	// mounted on AgentMountPoint by a stub /init); needs gcc and
-	// mkfs.erofs, and a kernel with EROFS_FS_ZIP and BLK_DEV_LOOP.
+	// mksquashfs, and a kernel with SQUASHFS_ZSTD and BLK_DEV_LOOP.
 	AgentImage  bool
 	RootfsDir   string // copied as is ("" for none)
 	Debug       bool   // add busybox and DebugApplets
@@ -105,7 +105,7 @@ type Result struct {
 	SHA256      string
 	Compression string
 	CPIOSize    int64 // uncompressed
-	// AgentImageSize is the erofs image's size (0 without AgentImage).
+	// AgentImageSize is the squashfs image's size (0 without AgentImage).
 	AgentImageSize int64
 }
 

@@ -61,7 +61,7 @@ type Initrd struct {
 	Compression string `json:"compression"`
 	Debug       bool   `json:"debug"`
 	CPIOSize    int64  `json:"cpio_size"`
-	// AgentImageSize is the agent's erofs image inside the initrd (0:
+	// AgentImageSize is the agent's squashfs image inside the initrd (0:
 	// the agent is /init).
 	AgentImageSize int64 `json:"agent_image_size,omitempty"`
 }

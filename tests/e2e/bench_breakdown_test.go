@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sandbox-guest/sandbox-guest/host/vmm"
+	"github.com/sandbox-guest/sandbox-guest/image-builder/initrd"
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
 )
@@ -260,10 +261,12 @@ func smapsByKind(smaps string) map[string]rssAnon {
 			if len(f) >= 6 {
 				path = f[5]
 			}
+			// The agent is /init, or in the agent image (initrd.AgentPath).
+			binary := path == "/init" || path == initrd.AgentPath
 			switch {
-			case path == "/init" && strings.Contains(f[1], "x"):
+			case binary && strings.Contains(f[1], "x"):
 				kind = "binary text"
-			case path == "/init":
+			case binary:
 				kind = "binary data/rodata"
 			case path == "" && prevKind != "" && strings.HasPrefix(prevKind, "binary") && lo == prevEnd:
 				kind = "binary bss"

@@ -22,7 +22,7 @@ type initrdFlags struct {
 
 func (f *initrdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.agent, "agent", "bin/kata-agent", "static agent binary")
-	fs.BoolVar(&f.agentImage, "agent-image", true, "put the agent in a compressed erofs image that a small /init mounts and executes (false: the agent is /init)")
+	fs.BoolVar(&f.agentImage, "agent-image", true, "put the agent in a compressed squashfs image that a small /init mounts and executes (false: the agent is /init)")
 	fs.StringVar(&f.rootfs, "rootfs", "rootfs", "directory copied into the initramfs as is")
 	fs.BoolVar(&f.debug, "debug", false, "add busybox with a shell and core tools for the debug console")
 	fs.StringVar(&f.busybox, "busybox", "/bin/busybox", "static busybox for --debug (Debian busybox-static)")

@@ -1,10 +1,11 @@
 /*
- * The guest image's /init when the agent lives in its erofs image: attach
- * the image (a compressed erofs file in the initramfs) to LOOPDEV
- * read-only, mount it and execute the agent from it, as the same process
- * (PID 1), with the same arguments and environment. A loop device, not a
- * file-backed erofs mount: erofs takes regular files only from file
- * systems that can read a folio, and the initramfs root is tmpfs.
+ * The guest image's /init when the agent lives in its image: attach the
+ * image (a compressed read-only file system in a file of the initramfs)
+ * to LOOPDEV read-only, mount it as FSTYPE and execute the agent from it,
+ * as the same process (PID 1), with the same arguments and environment.
+ * A loop device because squashfs mounts block devices only (and erofs,
+ * which can mount files, takes them only from file systems that read
+ * folios, which tmpfs, the initramfs root, does not).
  *
  * Why: files of the initramfs stay in RAM for the VM's life whether read
  * or not, uncompressed. The agent is most of them; from the image only
@@ -12,8 +13,8 @@
  * kernel can drop them again under memory pressure.
  *
  * Freestanding (no libc) so that it costs a few KiB of the initramfs: the
- * image builder compiles it with IMAGE, LOOPDEV, MOUNTPOINT and AGENT
- * defined.
+ * image builder compiles it with IMAGE, LOOPDEV, MOUNTPOINT, AGENT and
+ * FSTYPE defined.
  * x86_64 only, like the guest kernel.
  */
 
@@ -100,7 +101,7 @@ void stub_main(long *sp)
 		fail("attach " IMAGE " to " LOOPDEV, r);
 	sys5(SYS_close, img, 0, 0, 0, 0);
 	sys5(SYS_close, loop, 0, 0, 0, 0);
-	r = sys5(SYS_mount, (long)LOOPDEV, (long)MOUNTPOINT, (long)"erofs",
+	r = sys5(SYS_mount, (long)LOOPDEV, (long)MOUNTPOINT, (long)FSTYPE,
 		 MS_RDONLY | MS_NOSUID | MS_NODEV, 0);
 	if (r < 0)
 		fail("mount " IMAGE " (" LOOPDEV ") on " MOUNTPOINT, r);
