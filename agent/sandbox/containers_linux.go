@@ -192,13 +192,17 @@ func (s *Sandbox) adjustSpec(id string, spec *specs.Spec, sandboxPID bool) (pidn
 
 // Container returns a created container.
 func (s *Sandbox) Container(id string) (*container.Container, error) {
-	if err := container.ValidateID("container", id); err != nil {
-		return nil, err
-	}
 	s.mu.Lock()
 	c, ok := s.containers[id]
 	s.mu.Unlock()
 	if !ok {
+		// Only a miss needs the id checked: every id in the map was
+		// checked when it was added. The stdio path looks a container up
+		// per 32 KiB read; the check was 4.6% of the agent's CPU in a
+		// profile of the ReadStdout row (the row's rate moved within noise).
+		if err := container.ValidateID("container", id); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 	}
 	if c == nil {
@@ -213,12 +217,13 @@ func (s *Sandbox) Process(cid, execID string) (*container.Container, *container.
 	if err != nil {
 		return nil, nil, err
 	}
-	if execID != "" && execID != cid {
-		if err := container.ValidateID("exec", execID); err != nil {
-			return nil, nil, err
+	p, err := c.Process(execID)
+	if err != nil {
+		// As for containers: exec ids are checked when they are added.
+		if verr := container.ValidateID("exec", execID); verr != nil {
+			return nil, nil, verr
 		}
 	}
-	p, err := c.Process(execID)
 	return c, p, err
 }
 

@@ -32,3 +32,27 @@ func TestValidateSpec(t *testing.T) {
 		}
 	}
 }
+
+// Lookups check an id only when it is not found (ids in the sandbox were
+// checked when added): a hostile id is still refused as invalid, a valid
+// unknown one is not found, and one being created is a precondition.
+func TestLookupErrors(t *testing.T) {
+	s := newTestSandbox(t, Config{})
+	s.containers["creating"] = nil
+	for _, tc := range []struct {
+		cid, exec string
+		is        func(error) bool
+		want      string
+	}{
+		{"..etc", "", errdefs.IsInvalidArgument, `".."`},
+		{"a/b", "", errdefs.IsInvalidArgument, `"/"`},
+		{"", "", errdefs.IsInvalidArgument, "empty"},
+		{"missing", "", errdefs.IsNotFound, `container "missing"`},
+		{"creating", "", errdefs.IsFailedPrecondition, "still being created"},
+	} {
+		_, _, err := s.Process(tc.cid, tc.exec)
+		if err == nil || !tc.is(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Process(%q, %q) = %v, want an error with %q of the right kind", tc.cid, tc.exec, err, tc.want)
+		}
+	}
+}
