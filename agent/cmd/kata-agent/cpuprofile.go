@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"time"
@@ -13,7 +14,9 @@ import (
 // A profiling build (go build -tags cpuprofile), never the image's: with
 // SANDBOX_GUEST_CPUPROFILE=<file> in the environment (for PID 1, on the
 // kernel command line) the agent profiles its CPU for
-// SANDBOX_GUEST_CPUPROFILE_SECONDS (default 20) from the moment the file's
+// SANDBOX_GUEST_CPUPROFILE_SECONDS (default 20), at
+// SANDBOX_GUEST_CPUPROFILE_HZ samples per second of CPU (default 100; the
+// guest kernel's tick, 250 Hz, bounds it), from the moment the file's
 // directory exists (a shared directory mounted by CreateSandbox), so that
 // the guest's profile lands on the host. BenchmarkReadStdoutProfile uses it.
 func init() {
@@ -24,6 +27,10 @@ func init() {
 	secs, err := strconv.Atoi(os.Getenv("SANDBOX_GUEST_CPUPROFILE_SECONDS"))
 	if err != nil || secs <= 0 {
 		secs = 20
+	}
+	hz, err := strconv.Atoi(os.Getenv("SANDBOX_GUEST_CPUPROFILE_HZ"))
+	if err != nil || hz <= 0 {
+		hz = 100
 	}
 	go func() {
 		for {
@@ -36,6 +43,9 @@ func init() {
 		if err != nil {
 			return
 		}
+		// Set before StartCPUProfile, which then keeps this rate (and
+		// prints that it cannot set its own).
+		runtime.SetCPUProfileRate(hz)
 		if err := pprof.StartCPUProfile(f); err != nil {
 			f.Close()
 			return
