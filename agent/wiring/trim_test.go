@@ -16,11 +16,12 @@ func (q *quietTrim) count() int {
 }
 
 func TestQuietTrimAfterBurst(t *testing.T) {
-	q := newQuietTrim(20*time.Millisecond, 1<<20)
+	q := newQuietTrim(20*time.Millisecond, 1<<20, 8<<20)
 	var alloc atomic.Uint64
 	var gcs atomic.Uint32
 	q.allocated = func() (uint64, uint32) { return alloc.Load(), gcs.Load() }
 	q.release = func() {}
+	q.lastAlloc = 0 // as if created with these counters
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,29 +53,66 @@ func TestQuietTrimAfterBurst(t *testing.T) {
 		t.Fatalf("trims after a quiet read with 64 KiB allocated = %d, want 0", n)
 	}
 
-	// 4 MiB allocated at boot, before any collection: no trim either.
+	// 4 MiB allocated before any collection: below the first trim's
+	// threshold, no trim either.
 	alloc.Store(4 << 20)
 	c.Read(buf)
 	time.Sleep(100 * time.Millisecond)
 	if n := q.count(); n != 0 {
-		t.Fatalf("trims before the runtime's first collection = %d, want 0", n)
+		t.Fatalf("trims before the runtime's first collection, 4 MiB allocated = %d, want 0", n)
 	}
 
 	// Once the runtime collects, a burst then a quiet read: one trim.
 	gcs.Store(1)
 	c.Read(buf) // EOF; still a read
-	deadline := time.Now().Add(5 * time.Second)
-	for q.count() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no trim after a burst and a quiet period (trims %d)", q.count())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitTrims(t, q, 1)
 	// Reads keep re-arming the timer; nothing allocated since, no second trim.
 	c.Read(buf)
 	time.Sleep(100 * time.Millisecond)
 	if n := q.count(); n != 1 {
 		t.Errorf("trims = %d after an idle read, want 1", n)
+	}
+}
+
+func waitTrims(t *testing.T, q *quietTrim, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for q.count() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("trims = %d, want %d", q.count(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Before the runtime's first collection a trim waits for firstMinAlloc:
+// enough garbage (a runtime polling GetMetrics) to outweigh what the
+// first collection costs.
+func TestQuietTrimBeforeFirstCollection(t *testing.T) {
+	q := newQuietTrim(time.Hour, 1<<20, 8<<20)
+	var alloc atomic.Uint64
+	q.allocated = func() (uint64, uint32) { return alloc.Load(), 0 }
+	q.release = func() {}
+	q.lastAlloc = 0
+	alloc.Store(7 << 20)
+	q.fire()
+	if n := q.count(); n != 0 {
+		t.Fatalf("trims with 7 MiB allocated before any collection = %d, want 0", n)
+	}
+	alloc.Store(8 << 20)
+	q.fire()
+	if n := q.count(); n != 1 {
+		t.Fatalf("trims with 8 MiB allocated before any collection = %d, want 1", n)
+	}
+}
+
+// Allocation counts from the trim's creation: the agent's start is
+// mostly its live heap.
+func TestQuietTrimCountsFromCreation(t *testing.T) {
+	q := newQuietTrim(time.Hour, 1, 1)
+	base, _ := heapAllocated()
+	if q.lastAlloc == 0 || q.lastAlloc > base {
+		t.Fatalf("lastAlloc %d at creation, want the heap's allocation then (<= %d, > 0)", q.lastAlloc, base)
 	}
 }
 
@@ -96,7 +134,7 @@ func TestTrimConnPassesSyscallConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	q := newQuietTrim(time.Hour, 1)
+	q := newQuietTrim(time.Hour, 1, 1)
 	go func() {
 		c, err := net.Dial("unix", l.Addr().String())
 		if err == nil {

@@ -150,7 +150,7 @@ func (a *Agent) Serve(ctx context.Context, l net.Listener) error {
 	if a.server == nil {
 		return errors.New("serve: the agent was not assembled")
 	}
-	return a.server.Serve(ctx, newQuietTrim(quietTrimDelay, quietTrimMinAlloc).listener(l))
+	return a.server.Serve(ctx, newQuietTrim(quietTrimDelay, quietTrimMinAlloc, quietTrimFirstMinAlloc).listener(l))
 }
 
 // Close stops what New started (the hot-plug follower, the network
