@@ -78,11 +78,11 @@ func (q *quietTrim) fire() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	alloc, gcs := q.allocated()
-	min := q.minAlloc
+	need := q.minAlloc
 	if gcs == 0 {
-		min = q.firstMinAlloc
+		need = q.firstMinAlloc
 	}
-	if alloc-q.lastAlloc < min {
+	if alloc-q.lastAlloc < need {
 		return
 	}
 	q.release()
