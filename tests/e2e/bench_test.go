@@ -92,11 +92,47 @@ type benchRow struct {
 	what, ours, anchor, ratio, budget, note string
 }
 
+// verdict compares the row with its budget: "<= 1.10x" or ">= 0.1x"
+// against the ratio, "<= 24.00 MiB" against ours (its first number). It
+// is "" for rows without a budget or a figure to compare.
+func (r benchRow) verdict() string {
+	op, rest, ok := strings.Cut(strings.TrimSpace(r.budget), " ")
+	if !ok || (op != "<=" && op != ">=") {
+		return ""
+	}
+	limit, ok := leadingFloat(rest)
+	if !ok {
+		return ""
+	}
+	got, ok := leadingFloat(r.ours)
+	if strings.HasPrefix(strings.TrimLeft(rest, "0123456789."), "x") {
+		got, ok = leadingFloat(r.ratio)
+	}
+	if !ok {
+		return ""
+	}
+	if op == "<=" && got <= limit || op == ">=" && got >= limit {
+		return "met"
+	}
+	return "missed"
+}
+
+// leadingFloat parses the number s starts with ("0.068x", "23.07 MiB").
+func leadingFloat(s string) (float64, bool) {
+	s = strings.TrimSpace(s)
+	end := 0
+	for end < len(s) && (s[end] >= '0' && s[end] <= '9' || s[end] == '.') {
+		end++
+	}
+	v, err := strconv.ParseFloat(s[:end], 64)
+	return v, err == nil
+}
+
 func printRows(rows []benchRow) {
 	w := os.Stdout
-	fmt.Fprintf(w, "\n%-44s %-22s %-34s %-8s %s\n", "row", "ours", "floor / anchor", "ratio", "budget")
+	fmt.Fprintf(w, "\n%-44s %-22s %-34s %-8s %-14s %s\n", "row", "ours", "floor / anchor", "ratio", "budget", "verdict")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%-44s %-22s %-34s %-8s %s\n", r.what, r.ours, r.anchor, r.ratio, r.budget)
+		fmt.Fprintf(w, "%-44s %-22s %-34s %-8s %-14s %s\n", r.what, r.ours, r.anchor, r.ratio, r.budget, r.verdict())
 		if r.note != "" {
 			fmt.Fprintf(w, "    %s\n", r.note)
 		}
