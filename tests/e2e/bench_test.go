@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -544,7 +543,7 @@ func BenchmarkBudgets(b *testing.B) {
 			note: fmt.Sprintf("the Go floor's VmRSS at idle: %s", mib(goFloorMem.rss))},
 		benchRow{what: "guest used memory (MemTotal-MemAvailable)", ours: mib(settledUsed),
 			anchor: "-", ratio: "-", budget: "<= 24.00 MiB",
-			note: fmt.Sprintf("idle after CreateSandbox once settled (%s); %s 2 s after CreateSandbox, while the kernel's per-CPU free lists still drain; %s after the lifecycles (see BenchmarkGuestBreakdown)",
+			note: fmt.Sprintf("idle after CreateSandbox, read once after %s without requests; %s 2 s after CreateSandbox, while the kernel's per-CPU free lists may still drain; %s after the lifecycles (see BenchmarkGuestBreakdown)",
 				settledAfter.Round(time.Second), mib(idle.guestUsed), mib(after.guestUsed))},
 	)
 	b.ReportMetric(after.anon/(1<<20), "agent-RssAnon-MiB")
@@ -625,34 +624,24 @@ func (s *suite) agentMemory(tb testing.TB) agentMem {
 	}
 }
 
-// settledGuestUsed polls the guest's used memory every second until three
-// readings in a row stay within 0.1 MiB (at most 30 s) and returns the
-// last one and when it was reached. Right after boot the kernel keeps
-// freed pages on its per-CPU lists (8.5 MiB measured 2 s after
-// CreateSandbox), which MemAvailable does not count and which it drains
-// over the following seconds: the idle figure is the settled one. What
-// must settle is the kernel's part, the guest's used memory less the
-// agent's RssAnon: every reading is a GetMetrics, whose garbage (about
-// 150 KiB) grows the agent's heap until a collection, so the total never
-// stays within 0.1 MiB while it is polled each second.
+// settledGuestUsed reads the guest's used memory once more after
+// guestSettle without any request in between, and returns it and how long
+// after the call it was read. Right after boot the kernel keeps freed
+// pages on its per-CPU lists (8.5 MiB measured 2 s after CreateSandbox
+// with an earlier kernel), which MemAvailable does not count and which it
+// drains over the following seconds: the idle figure is the settled one.
+// The readings are GetMetrics calls, and polling settles nothing: each
+// call's garbage grows the agent's heap (about 150 KiB) until a trim,
+// whose freed pages land on those per-CPU lists again.
 func (s *suite) settledGuestUsed(tb testing.TB) (float64, time.Duration) {
 	start := time.Now()
-	prev, stable := -1.0, 0
-	for {
-		m := s.agentMemory(tb)
-		u := m.guestUsed
-		if k := u - m.anon; prev >= 0 && math.Abs(k-prev) < 0.1*(1<<20) {
-			stable++
-		} else {
-			stable = 0
-		}
-		prev = u - m.anon
-		if stable >= 2 || time.Since(start) > 30*time.Second {
-			return u, time.Since(start)
-		}
-		time.Sleep(time.Second)
-	}
+	time.Sleep(guestSettle)
+	return s.agentMemory(tb).guestUsed, time.Since(start)
 }
+
+// guestSettle is how long the idle guest is left alone before the
+// settled reading.
+const guestSettle = 8 * time.Second
 
 // readStdoutRate runs a container writing 64 MiB and reads it at 32 KiB
 // per ReadStdout; it also returns the median Check round trip.
