@@ -19,7 +19,8 @@ import (
 // -tags cpuprofile (agent/cmd/kata-agent/cpuprofile.go); the CPU profile
 // is written through the shared directory to BENCH_PROFILE_OUT (default
 // readstdout-cpu.pprof in the working directory), to read with
-// `go tool pprof -top <agent> <profile>`.
+// `go tool pprof -top <agent> <profile>`, and the live heap's profile
+// after the transfers beside it (<profile>.heap).
 func BenchmarkReadStdoutProfile(b *testing.B) {
 	agent := os.Getenv("BENCH_PROFILE_AGENT")
 	if agent == "" {
@@ -65,6 +66,14 @@ func BenchmarkReadStdoutProfile(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Logf("profile: %s", out)
+			// The agent writes its live heap's profile before the CPU
+			// profile appears.
+			if heap, err := os.ReadFile(prof + ".heap"); err == nil {
+				if err := os.WriteFile(out+".heap", heap, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				b.Logf("heap profile: %s.heap", out)
+			}
 			return
 		}
 		if time.Now().After(deadline) {

@@ -18,7 +18,8 @@ import (
 // SANDBOX_GUEST_CPUPROFILE_HZ samples per second of CPU (default 100; the
 // guest kernel's tick, 250 Hz, bounds it), from the moment the file's
 // directory exists (a shared directory mounted by CreateSandbox), so that
-// the guest's profile lands on the host. BenchmarkReadStdoutProfile uses it.
+// the guest's profile lands on the host; then it writes the live heap's
+// profile beside it. BenchmarkReadStdoutProfile uses them.
 func init() {
 	path := os.Getenv("SANDBOX_GUEST_CPUPROFILE")
 	if path == "" || os.Getpid() != 1 {
@@ -53,6 +54,14 @@ func init() {
 		time.Sleep(time.Duration(secs) * time.Second)
 		pprof.StopCPUProfile()
 		f.Close()
+		// Then the live heap, after a collection (<file>.heap; with
+		// GODEBUG=memprofilerate=1 on the command line, every object).
+		runtime.GC()
+		if h, err := os.Create(path + ".heap.tmp"); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(h, 0)
+			h.Close()
+			_ = os.Rename(path+".heap.tmp", path+".heap")
+		}
 		_ = os.Rename(path+".tmp", path)
 	}()
 }
