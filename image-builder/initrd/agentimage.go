@@ -78,7 +78,7 @@ func buildStub(dir string, p stubPaths) (string, error) {
 // The image stays in the initramfs (RAM) for the guest's life, so its
 // compressed size is guest memory: zstd makes it 4.87 MB where erofs with
 // LZ4 (the only compressor of Debian 12's erofs-utils) made 6.36 MB, for
-// about 1.5 MiB less guest memory used and 75 ms more boot under TCG
+// about 1.4 MiB less guest memory used and 75-135 ms more boot under TCG
 // (decompressing what the agent touches; see docs/decisions.md).
 func buildAgentImage(dir, agent, name string, files []string, links map[string]string) (string, error) {
 	mkfs, err := exec.LookPath("mksquashfs")
