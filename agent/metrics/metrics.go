@@ -16,6 +16,7 @@
 package metrics
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -178,7 +179,7 @@ func formatFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) 
 // readScratch holds the buffers readBounded reads into: /proc files have
 // no size to read by, and reading them with io.ReadAll allocated about
 // three times their length per scrape.
-var readScratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+var readScratch = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 16<<10)) }}
 
 // readBounded returns up to limit bytes of the file at path.
 func readBounded(path string, limit int64) (string, error) {
@@ -187,26 +188,14 @@ func readBounded(path string, limit int64) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	bp := readScratch.Get().(*[]byte)
-	b := (*bp)[:0]
-	for int64(len(b)) < limit {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		end := min(int64(cap(b)), limit)
-		n, err := f.Read(b[len(b):end])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", fmt.Errorf("read %s: %w", path, err)
-		}
+	buf := readScratch.Get().(*bytes.Buffer)
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(f, limit)); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	text := string(b)
-	if cap(b) <= 256<<10 { // a stat file of a big guest is not kept
-		*bp = b[:0]
-		readScratch.Put(bp)
+	text := buf.String()
+	if buf.Cap() <= 256<<10 { // a stat file of a big guest is not kept
+		readScratch.Put(buf)
 	}
 	return text, nil
 }
