@@ -486,7 +486,7 @@ func BenchmarkBudgets(b *testing.B) {
 	}
 	time.Sleep(2 * time.Second)
 	idle := s.agentMemory(b)
-	settledUsed, settledAfter := s.settledGuestUsed(b)
+	settledUsed := s.settledGuestUsed(b)
 
 	// ReadStdout at the shim's read size.
 	rsRate, rtt := s.readStdoutRate(b)
@@ -544,7 +544,7 @@ func BenchmarkBudgets(b *testing.B) {
 		benchRow{what: "guest used memory (MemTotal-MemAvailable)", ours: mib(settledUsed),
 			anchor: "-", ratio: "-", budget: "<= 24.00 MiB",
 			note: fmt.Sprintf("idle after CreateSandbox, read once after %s without requests; %s 2 s after CreateSandbox, while the kernel's per-CPU free lists may still drain; %s after the lifecycles (see BenchmarkGuestBreakdown)",
-				settledAfter.Round(time.Second), mib(idle.guestUsed), mib(after.guestUsed))},
+				guestSettle, mib(idle.guestUsed), mib(after.guestUsed))},
 	)
 	b.ReportMetric(after.anon/(1<<20), "agent-RssAnon-MiB")
 	b.ReportMetric(after.rss/(1<<20), "agent-VmRSS-MiB")
@@ -625,18 +625,16 @@ func (s *suite) agentMemory(tb testing.TB) agentMem {
 }
 
 // settledGuestUsed reads the guest's used memory once more after
-// guestSettle without any request in between, and returns it and how long
-// after the call it was read. Right after boot the kernel keeps freed
+// guestSettle without any request in between. Right after boot the kernel keeps freed
 // pages on its per-CPU lists (8.5 MiB measured 2 s after CreateSandbox
 // with an earlier kernel), which MemAvailable does not count and which it
 // drains over the following seconds: the idle figure is the settled one.
 // The readings are GetMetrics calls, and polling settles nothing: each
 // call's garbage grows the agent's heap (about 150 KiB) until a trim,
 // whose freed pages land on those per-CPU lists again.
-func (s *suite) settledGuestUsed(tb testing.TB) (float64, time.Duration) {
-	start := time.Now()
+func (s *suite) settledGuestUsed(tb testing.TB) float64 {
 	time.Sleep(guestSettle)
-	return s.agentMemory(tb).guestUsed, time.Since(start)
+	return s.agentMemory(tb).guestUsed
 }
 
 // guestSettle is how long the idle guest is left alone before the
