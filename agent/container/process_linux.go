@@ -69,10 +69,23 @@ type output struct {
 	// Output read for a call cancelled meanwhile (its connection went):
 	// the next read returns it first.
 	held []byte
+	// The pooled buffer that held is a slice of when the output was read
+	// ahead (readAhead); nil otherwise. Non-nil only while held is not
+	// empty.
+	ahead *[]byte
 	// One read of a stream at a time: a dead connection's late read and
 	// the next connection's must neither reorder the output nor cut each
 	// other short with their cancellation deadline.
 	reading sync.Mutex
+}
+
+// releaseAheadLocked puts the read-ahead buffer back once held no longer
+// points into it. Called with Process.mu held.
+func (o *output) releaseAheadLocked() {
+	if o.ahead != nil {
+		aheadBuffers.Put(o.ahead)
+		o.ahead = nil
+	}
 }
 
 // Pid is the process id in the agent's pid namespace.
@@ -254,13 +267,53 @@ func (p *Process) ReadForReply(ctx context.Context, buf []byte, stderr, wait boo
 	}
 	unlock = false
 	return n, func(sent bool) {
-		if !sent {
+		switch {
+		case !sent:
 			p.mu.Lock()
 			o.held = append(append(make([]byte, 0, n+len(o.held)), buf[:n]...), o.held...)
+			o.releaseAheadLocked() // held is a new slice now
 			p.mu.Unlock()
+		case n == len(buf):
+			p.readAhead(f, o, n)
 		}
 		o.reading.Unlock()
 	}, err
+}
+
+// aheadMax bounds what one stream reads ahead, beyond the pipe's own
+// capacity; the shim asks for 32 KiB per call.
+const aheadMax = 64 << 10
+
+var aheadBuffers = sync.Pool{New: func() any {
+	b := make([]byte, aheadMax)
+	return &b
+}}
+
+// readAhead reads up to n bytes of output already there into o.held,
+// without waiting; the caller holds o.reading and has just sent a reply
+// that filled its buffer, so the stream is busy and its reader is about
+// to ask again. It runs while the reply travels to the host and the
+// reader turns round: under TCG that takes the pipe read (and the
+// writer's wake-up to refill the pipe) off the next call's path, which
+// then only copies held. Errors and the end of the stream are left for
+// that call's own read to meet.
+func (p *Process) readAhead(f *os.File, o *output, n int) {
+	p.mu.Lock()
+	skip := len(o.held) > 0 || f == nil || o.eof || p.closed
+	p.mu.Unlock()
+	if skip {
+		return
+	}
+	b := aheadBuffers.Get().(*[]byte)
+	got, _, _ := tryRead(f, (*b)[:min(n, aheadMax)])
+	if got == 0 {
+		aheadBuffers.Put(b)
+		return
+	}
+	p.mu.Lock()
+	o.held, o.ahead = (*b)[:got], b
+	p.lastData = p.policy.Clock.Now()
+	p.mu.Unlock()
 }
 
 // settled is the settle of a read that read nothing.
@@ -275,6 +328,10 @@ func (p *Process) read(ctx context.Context, f *os.File, buf []byte, o *output, w
 	if len(o.held) > 0 {
 		n := copy(buf, o.held)
 		o.held = o.held[n:]
+		if len(o.held) == 0 {
+			o.held = nil
+			o.releaseAheadLocked()
+		}
 		p.mu.Unlock()
 		return n, nil
 	}

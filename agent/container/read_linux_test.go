@@ -180,3 +180,62 @@ func TestReadForReplyUnsentIsReadAgain(t *testing.T) {
 		t.Fatalf("after a sent reply: %q, %v; want ErrNoOutputYet", buf[:n], err)
 	}
 }
+
+// A sent reply that filled its buffer reads the next one's worth ahead,
+// and every byte still comes out once and in order: through replies that
+// went out, and through one that could not be sent.
+func TestReadAheadAfterFullReply(t *testing.T) {
+	c, _ := testContainer(t, ExecPolicy{})
+	p, e := testProcess(t, c, "x", false)
+	var want []byte
+	for i := 0; i < 110; i++ {
+		want = append(want, byte('A'+i%26))
+	}
+	if _, err := e.stdout.Write(want[:100]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	buf := make([]byte, 40)
+	n, settle, err := p.ReadForReply(ctx, buf, false, true)
+	if err != nil || n != 40 {
+		t.Fatalf("first read: %d, %v", n, err)
+	}
+	got := append([]byte(nil), buf[:n]...)
+	settle(true)
+	p.mu.Lock()
+	ahead := len(p.out.held)
+	p.mu.Unlock()
+	if ahead != 40 {
+		t.Fatalf("after a full reply %d bytes were read ahead, want 40", ahead)
+	}
+	if _, err := e.stdout.Write(want[100:]); err != nil {
+		t.Fatal(err)
+	}
+	// A reply from what was read ahead that does not go out is read again.
+	small := make([]byte, 30)
+	n, settle, err = p.ReadForReply(ctx, small, false, true)
+	if err != nil || n != 30 {
+		t.Fatalf("read from what was read ahead: %d, %v", n, err)
+	}
+	settle(false)
+	for len(got) < len(want) {
+		more, err := readStdout(ctx, p, 40)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		got = append(got, more...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %q, want %q", got, want)
+	}
+	p.mu.Lock()
+	held, pooled := len(p.out.held), p.out.ahead != nil
+	p.mu.Unlock()
+	if held != 0 || pooled {
+		t.Fatalf("after everything was read: %d bytes held, read-ahead buffer kept %v", held, pooled)
+	}
+	if n, err := tryReadInto(p, buf, false); !errors.Is(err, ErrNoOutputYet) || n != 0 {
+		t.Fatalf("at the end: %q, %v; want ErrNoOutputYet", buf[:n], err)
+	}
+}

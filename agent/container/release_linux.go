@@ -25,7 +25,8 @@ import (
 // A process that exited and whose output was read to the end holds no
 // descriptor even if nobody has asked for its status yet: only the exit
 // status is kept for the wait. What the others can hold is bounded by the
-// kernel's pipe capacity per stream and by the number of execs held at
+// kernel's pipe capacity per stream (plus what was read ahead, aheadMax
+// at most, or a reply that could not be sent) and by the number of execs held at
 // once (ExecBudget, shared by the sandbox's containers): each holds up to
 // three descriptors, and PID 1 may open 4096 by default.
 
