@@ -274,7 +274,7 @@ func (p *Process) ReadForReply(ctx context.Context, buf []byte, stderr, wait boo
 			o.releaseAheadLocked() // held is a new slice now
 			p.mu.Unlock()
 		case n == len(buf):
-			p.readAhead(f, o, n)
+			p.readAhead(f, o)
 		}
 		o.reading.Unlock()
 	}, err
@@ -289,15 +289,17 @@ var aheadBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
-// readAhead reads up to n bytes of output already there into o.held,
-// without waiting; the caller holds o.reading and has just sent a reply
-// that filled its buffer, so the stream is busy and its reader is about
-// to ask again. It runs while the reply travels to the host and the
-// reader turns round: under TCG that takes the pipe read (and the
-// writer's wake-up to refill the pipe) off the next call's path, which
-// then only copies held. Errors and the end of the stream are left for
-// that call's own read to meet.
-func (p *Process) readAhead(f *os.File, o *output, n int) {
+// readAhead reads output already there into o.held (aheadMax bytes at
+// most), without waiting; the caller holds o.reading and has just sent a
+// reply that filled its buffer, so the stream is busy and its reader is
+// about to ask again. It runs while the reply travels to the host and
+// the reader turns round: under TCG that takes the pipe read (and the
+// writer's wake-up to refill the pipe) off the next calls' path, which
+// then only copy held; reading more than one reply's worth at once
+// halves the reads and the writer's wake-ups for the shim's 32 KiB
+// calls. Errors and the end of the stream are left for the next read
+// of the pipe to meet.
+func (p *Process) readAhead(f *os.File, o *output) {
 	p.mu.Lock()
 	skip := len(o.held) > 0 || f == nil || o.eof || p.closed
 	p.mu.Unlock()
@@ -305,7 +307,7 @@ func (p *Process) readAhead(f *os.File, o *output, n int) {
 		return
 	}
 	b := aheadBuffers.Get().(*[]byte)
-	got, _, _ := tryRead(f, (*b)[:min(n, aheadMax)])
+	got, _, _ := tryRead(f, *b)
 	if got == 0 {
 		aheadBuffers.Put(b)
 		return

@@ -206,8 +206,8 @@ func TestReadAheadAfterFullReply(t *testing.T) {
 	p.mu.Lock()
 	ahead := len(p.out.held)
 	p.mu.Unlock()
-	if ahead != 40 {
-		t.Fatalf("after a full reply %d bytes were read ahead, want 40", ahead)
+	if ahead != 60 {
+		t.Fatalf("after a full reply %d bytes were read ahead, want the 60 there", ahead)
 	}
 	if _, err := e.stdout.Write(want[100:]); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,9 @@ import (
 // is written through the shared directory to BENCH_PROFILE_OUT (default
 // readstdout-cpu.pprof in the working directory), to read with
 // `go tool pprof -top <agent> <profile>`, and the live heap's profile
-// after the transfers beside it (<profile>.heap).
+// after the transfers beside it (<profile>.heap). BENCH_PROFILE_CHECKS
+// adds that many Check calls after the transfers, one at a time, to
+// profile the generic ttrpc path too.
 func BenchmarkReadStdoutProfile(b *testing.B) {
 	agent := os.Getenv("BENCH_PROFILE_AGENT")
 	if agent == "" {
@@ -56,6 +58,14 @@ func BenchmarkReadStdoutProfile(b *testing.B) {
 	for i := 0; i < rounds; i++ {
 		rate, rtt := s.readStdoutRate(b)
 		b.Logf("ReadStdout %.1f MB/s, Check %.2f ms", rate, float64(rtt)/1e6)
+	}
+	if checks := envInt(b, "BENCH_PROFILE_CHECKS", 0); checks > 0 {
+		start := time.Now()
+		for i := 0; i < checks; i++ {
+			_, err := s.cli.Health.Check(ctx, &pb.CheckRequest{})
+			check(b, "Check", err)
+		}
+		b.Logf("%d Check calls, %.2f ms each", checks, float64(time.Since(start))/float64(checks)/1e6)
 	}
 	prof := filepath.Join(s.share, "prof", "cpu.pprof")
 	deadline := time.Now().Add(90 * time.Second)
