@@ -39,7 +39,8 @@ import (
 //   - raw vsock: floorinit writes 64 MiB on each connection; the host reads
 //     it through the same hybrid vsock backend the agent's client uses.
 //   - ReadStdout: a container writes 64 MiB to stdout; the host reads it
-//     with ReadStdout at 32 KiB per call, as the Kata shim does.
+//     with ReadStdout at 32 KiB per call, as the Kata shim does; the median
+//     of BENCH_STDOUT_RUNS transfers (default 3) in one guest.
 //   - lifecycle: create + start + wait of `true` (then remove, untimed),
 //     BENCH_LIFECYCLES times; the median, against `runc run` of the same
 //     rootfs in the same guest (bench_runc_test.go).
@@ -488,13 +489,22 @@ func BenchmarkBudgets(b *testing.B) {
 	idle := s.agentMemory(b)
 	settledUsed := s.settledGuestUsed(b)
 
-	// ReadStdout at the shim's read size.
-	rsRate, rtt := s.readStdoutRate(b)
+	// ReadStdout at the shim's read size: the median of several
+	// transfers, since one swings by a fifth between runs on this machine
+	// and the row sits near its budget.
+	var rsRates []float64
+	var rtts []time.Duration
+	for i := 0; i < envInt(b, "BENCH_STDOUT_RUNS", 3); i++ {
+		r, t := s.readStdoutRate(b)
+		b.Logf("ReadStdout transfer %d: %.1f MB/s, Check %.2f ms", i+1, r, float64(t)/1e6)
+		rsRates, rtts = append(rsRates, r), append(rtts, t)
+	}
+	rsRate, rtt := medianF(rsRates), median(rtts)
 	rows = append(rows, benchRow{
 		what: "container stdout via ReadStdout (32 KiB)", ours: fmt.Sprintf("%.1f MB/s", rsRate),
 		anchor: fmt.Sprintf("%.1f MB/s raw vsock", raw), ratio: fmt.Sprintf("%.3fx", rsRate/raw), budget: ">= 0.1x",
-		note: fmt.Sprintf("64 MiB from dd bs=64k; floors of this shape (floorinit, 32 KiB per 4-byte request): from memory %.1f MB/s (%.3fx raw), from a pipe a writer fills %.1f MB/s (%.3fx raw)",
-			floorReply, floorReply/raw, floorPipe, floorPipe/raw),
+		note: fmt.Sprintf("median of %d transfers of 64 MiB from dd bs=64k; floors of this shape (floorinit, 32 KiB per 4-byte request): from memory %.1f MB/s (%.3fx raw), from a pipe a writer fills %.1f MB/s (%.3fx raw)",
+			len(rsRates), floorReply, floorReply/raw, floorPipe, floorPipe/raw),
 	}, benchRow{
 		what: "  ReadStdout against its floor", ours: fmt.Sprintf("%.1f MB/s", rsRate),
 		anchor: fmt.Sprintf("%.1f MB/s pipe replies", floorPipe), ratio: fmt.Sprintf("%.2fx", rsRate/floorPipe), budget: "-",
@@ -502,7 +512,7 @@ func BenchmarkBudgets(b *testing.B) {
 	}, benchRow{
 		what: "  Check round trip", ours: fmt.Sprintf("%.2f ms", float64(rtt)/1e6),
 		anchor: fmt.Sprintf("%.2f ms floor round trip", float64(floorRTT)/1e6), ratio: fmt.Sprintf("%.2fx", float64(rtt)/float64(floorRTT)), budget: "-",
-		note: "medians of 20; floorinit: 4-byte request, 16-byte reply",
+		note: "medians of 20 (ours before each transfer, then the median of those); floorinit: 4-byte request, 16-byte reply",
 	})
 	b.ReportMetric(rsRate, "readstdout-MB/s")
 	b.ReportMetric(floorReply, "floor-32k-replies-MB/s")
