@@ -96,9 +96,9 @@ func TestReadBlocksThenEOF(t *testing.T) {
 	}
 }
 
-// TryReadInto reads what is there and never waits: not for output, not
-// for another read of the stream; at the end it reports EOF as a read
-// does.
+// ReadForReply without wait reads what is there and never waits: not for
+// output, not for another read of the stream; at the end it reports EOF
+// as a read does.
 func TestTryReadInto(t *testing.T) {
 	c, _ := testContainer(t, ExecPolicy{})
 	p, e := testProcess(t, c, "x", false)
