@@ -181,7 +181,7 @@ func TestReadForReplyUnsentIsReadAgain(t *testing.T) {
 	}
 }
 
-// A sent reply that filled its buffer reads the next one's worth ahead,
+// A sent reply that filled its buffer reads ahead what the pipe holds,
 // and every byte still comes out once and in order: through replies that
 // went out, and through one that could not be sent.
 func TestReadAheadAfterFullReply(t *testing.T) {
