@@ -104,10 +104,11 @@ func (r benchRow) verdict() string {
 	if !ok {
 		return ""
 	}
-	got, ok := leadingFloat(r.ours)
+	figure := r.ours
 	if strings.HasPrefix(strings.TrimLeft(rest, "0123456789."), "x") {
-		got, ok = leadingFloat(r.ratio)
+		figure = r.ratio
 	}
+	got, ok := leadingFloat(figure)
 	if !ok {
 		return ""
 	}
@@ -642,13 +643,13 @@ func (s *suite) agentMemory(tb testing.TB) agentMem {
 }
 
 // settledGuestUsed reads the guest's used memory once more after
-// guestSettle without any request in between. Right after boot the kernel keeps freed
-// pages on its per-CPU lists (8.5 MiB measured 2 s after CreateSandbox
-// with an earlier kernel), which MemAvailable does not count and which it
-// drains over the following seconds: the idle figure is the settled one.
-// The readings are GetMetrics calls, and polling settles nothing: each
-// call's garbage grows the agent's heap (about 150 KiB) until a trim,
-// whose freed pages land on those per-CPU lists again.
+// guestSettle without any request in between. Right after boot the kernel
+// keeps freed pages on its per-CPU lists (8.5 MiB measured 2 s after
+// CreateSandbox with an earlier kernel), which MemAvailable does not count
+// and which it drains over the following seconds: the idle figure is the
+// settled one. The readings are GetMetrics calls, and polling settles
+// nothing: each call's garbage grows the agent's heap (about 150 KiB)
+// until a trim, whose freed pages land on those per-CPU lists again.
 func (s *suite) settledGuestUsed(tb testing.TB) float64 {
 	time.Sleep(guestSettle)
 	return s.agentMemory(tb).guestUsed
