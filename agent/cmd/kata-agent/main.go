@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -36,6 +37,16 @@ func init() {
 	if container.IsInit() {
 		container.Init()
 	}
+	// main keeps the process's first thread (the thread group leader) to
+	// itself, so that no other goroutine runs there. Goroutines that
+	// enter a namespace lock their thread and end without unlocking it
+	// (libcontainer does so in each container's mount namespace), and the
+	// runtime ends such a thread, except the first one, which it parks
+	// for ever, still inside: the container's mount namespace, and every
+	// file system mounted in it, would outlive the container (a block
+	// volume never unmounted, its last writes never on the disk), and
+	// /proc/self would show the container's mounts.
+	runtime.LockOSThread()
 }
 
 // logFlushTimeout bounds how long queued log lines may hold up an exit,
