@@ -110,11 +110,22 @@ func IsDir(f *os.File) error {
 // a path (mount(2), chmod(2)) reach exactly the handle's file through it.
 func ProcPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
 
+// MountIDAt is MountID for name in dir, without opening it (a symlink is
+// not followed): no descriptor of ours then holds the mount, which an
+// unmount that must not be lazy needs.
+func MountIDAt(dir *os.File, name string) (id uint64, isRoot bool, err error) {
+	return mountID(int(dir.Fd()), name, unix.AT_SYMLINK_NOFOLLOW)
+}
+
 // MountID is the id of the mount a handle lies on (statx STATX_MNT_ID),
 // and whether the handle is that mount's root.
 func MountID(f *os.File) (id uint64, isRoot bool, err error) {
+	return mountID(int(f.Fd()), "", unix.AT_EMPTY_PATH)
+}
+
+func mountID(dirfd int, name string, flags int) (id uint64, isRoot bool, err error) {
 	var st unix.Statx_t
-	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_MNT_ID, &st); err != nil {
+	if err := unix.Statx(dirfd, name, flags|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_MNT_ID, &st); err != nil {
 		return 0, false, fmt.Errorf("statx: %w", err)
 	}
 	if st.Mask&unix.STATX_MNT_ID == 0 {

@@ -26,13 +26,21 @@ type fakeMounter struct {
 func newFakeMounter() *fakeMounter { return &fakeMounter{mounted: map[string]string{}} }
 
 // resolved names what a /proc/self/fd path leads to, as the kernel would.
+// A name under a handle ("/proc/self/fd/N/name") resolves through it.
 func resolved(p string) string {
-	if strings.HasPrefix(p, "/proc/self/fd/") {
-		if r, err := os.Readlink(p); err == nil {
-			return r
-		}
+	rest, ok := strings.CutPrefix(p, "/proc/self/fd/")
+	if !ok {
+		return p
 	}
-	return p
+	fd, name, _ := strings.Cut(rest, "/")
+	r, err := os.Readlink("/proc/self/fd/" + fd)
+	if err != nil {
+		return p
+	}
+	if name != "" {
+		r += "/" + name
+	}
+	return r
 }
 
 func (f *fakeMounter) Mount(source, target, fstype string, flags uintptr, data string) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -165,8 +166,16 @@ func (m *Manager) mountOn(mp *mountPoint, mount func(target string) error, after
 
 // releaser returns the undo of a mount on key: key is resolved inside
 // Root again, the mount found there must be the one we made (same mount
-// id), then it is unmounted through a handle and the mount point removed
-// if we created it.
+// id), then it is unmounted and the mount point removed if we created it.
+//
+// The unmount goes by name from the parent's handle, and no descriptor of
+// ours is open on the mount meanwhile (the check is a statx by name): a
+// descriptor would keep it busy, umount2 could only detach it, and the
+// file system would be shut down later, when the last reference goes (a
+// close, or the exec of a child forked while the descriptor was open,
+// anywhere in the agent). Unmounted for real, a block device's file
+// system is written back and clean on the disk when Release returns, and
+// the runtime may unplug the disk next.
 func (m *Manager) releaser(key string, dir, created bool, id uint64) func() error {
 	return func() error {
 		parent, err := safefs.OpenInRoot(m.cfg.Root, filepath.Dir(key))
@@ -175,30 +184,102 @@ func (m *Manager) releaser(key string, dir, created bool, id uint64) func() erro
 		}
 		defer parent.Close()
 		mp := &mountPoint{key: key, parent: parent, name: filepath.Base(key), dir: dir, created: created}
-		f, err := mp.open()
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("unmount %s: %w", key, err)
-		}
 		if m.verifyMounts {
-			got, root, err := safefs.MountID(f)
+			got, root, err := safefs.MountIDAt(parent, mp.name)
+			if errors.Is(err, unix.ENOENT) {
+				return nil
+			}
 			if err != nil || !root || got != id {
-				f.Close()
 				if err == nil && !root {
 					return nil // already unmounted
 				}
 				return fmt.Errorf("unmount %s: the mount there is not ours (mount id %d, want %d; %v): %w", key, got, id, err, errdefs.ErrFailedPrecondition)
 			}
 		}
-		// Our handle keeps the mount busy, so this detaches it.
-		err = m.unmount(safefs.ProcPath(f))
-		f.Close()
-		if err != nil {
+		// The name cannot lead elsewhere between the check and here: the
+		// parent is a handle, a symlink as the last component is not
+		// followed, and only the agent mounts under Root.
+		if err := m.unmountName(mp); err != nil {
 			return err
 		}
 		mp.removeCreated()
 		return nil
 	}
+}
+
+// Busy unmounts are retried for a moment before they turn lazy: a child
+// forked anywhere in the agent holds copies of every descriptor open at
+// the fork (our own, briefly, on the mount) until it execs.
+const (
+	busyRetryFor   = 200 * time.Millisecond
+	busyRetryFirst = time.Millisecond
+)
+
+// unmountName unmounts what is mounted on mp's name.
+//
+// A file system on a block device is written back first: should a copy
+// of the mount live on in a namespace the agent does not see, our
+// unmount would succeed and leave the file system running, and the
+// runtime unplugs the disk next. When ours is the last mount, the
+// unmount finds nothing left to write.
+//
+// A mount that stays busy (something outside the container's namespace
+// holds a file on it) is written back whatever it sits on, and then
+// detached: what was written to it is on its device, though the file
+// system lives on until the last holder lets go.
+func (m *Manager) unmountName(mp *mountPoint) error {
+	target := safefs.ProcPath(mp.parent) + "/" + mp.name
+	// With a fake mounter nothing is mounted there to write back.
+	if m.verifyMounts {
+		if err := syncName(mp, true); err != nil {
+			m.log.Warn("write back before unmounting", "mount_point", mp.key, "error", err)
+		}
+	}
+	err := m.cfg.Mounter.Unmount(target, unix.UMOUNT_NOFOLLOW)
+	for wait, waited := busyRetryFirst, time.Duration(0); errors.Is(err, unix.EBUSY) && waited < busyRetryFor; wait *= 2 {
+		time.Sleep(wait)
+		waited += wait
+		err = m.cfg.Mounter.Unmount(target, unix.UMOUNT_NOFOLLOW)
+	}
+	if errors.Is(err, unix.EBUSY) {
+		if serr := syncName(mp, false); serr != nil {
+			m.log.Warn("write back a busy mount before detaching it", "mount_point", mp.key, "error", serr)
+		}
+		m.log.Info("mount busy: detached, its file system lives on", "mount_point", mp.key)
+		err = m.cfg.Mounter.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+	}
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", mp.key, err)
+	}
+	return nil
+}
+
+// syncName writes back the file system mounted on mp's name (syncfs(2)
+// needs a descriptor that is not O_PATH); with blockOnly, only one that
+// sits on a block device (virtio-fs would pass it on to the host's whole
+// file system). A file mount point is left: it is a bind mount whose data
+// lives in its source's file system, and opening it could block (a FIFO)
+// or act (a device).
+func syncName(mp *mountPoint, blockOnly bool) error {
+	if !mp.dir {
+		return nil
+	}
+	fd, err := unix.Openat(int(mp.parent.Fd()), mp.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", mp.key, err)
+	}
+	defer unix.Close(fd)
+	if blockOnly {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", mp.key, err)
+		}
+		if unix.Major(st.Dev) == 0 { // tmpfs, virtio-fs, overlay: no device of their own
+			return nil
+		}
+	}
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("syncfs %s: %w", mp.key, err)
+	}
+	return nil
 }

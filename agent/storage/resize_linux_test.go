@@ -124,18 +124,7 @@ func (l loopDevices) SCSI(context.Context, string) (string, error)      { return
 // file grew, as the guest sees a virtio disk grow after block_resize.
 func TestRealResizeExt4(t *testing.T) {
 	m, root := realManager(t)
-	for _, tool := range []string{"mkfs.ext4", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("no %s", tool)
-		}
-	}
-	img := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 32<<20); err != nil {
-		t.Fatal(err)
-	}
+	img, dev := loopExt4(t, 32<<20)
 	run := func(name string, args ...string) string {
 		t.Helper()
 		out, err := exec.Command(name, args...).CombinedOutput()
@@ -144,13 +133,6 @@ func TestRealResizeExt4(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	run("mkfs.ext4", "-q", "-F", "-b", "4096", img)
-	loop, err := exec.Command("losetup", "-f", "--show", img).Output()
-	if err != nil {
-		t.Skipf("no loop device: %v", err)
-	}
-	dev := strings.TrimSpace(string(loop))
-	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
 	m.cfg.Devices = loopDevices{node: dev}
 	mp := filepath.Join(root, "sandbox/storage/vol")
 	ctx := context.Background()
@@ -177,7 +159,7 @@ func TestRealResizeExt4(t *testing.T) {
 	if err := m.ResizeVolume(mp, 8<<20); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "shrinking") {
 		t.Fatalf("shrink: %v", err)
 	}
-	err = m.ResizeVolume(mp, 64<<20)
+	err := m.ResizeVolume(mp, 64<<20)
 	if errdefs.IsPermissionDenied(err) && !hasCapSysResource(t) {
 		t.Skipf("ext4 online resize needs CAP_SYS_RESOURCE, which this host withholds: %v", err)
 	}
