@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,10 @@ func init() {
 		fmt.Fprintln(os.Stderr, "integration.test: init without libcontainer's environment")
 		os.Exit(255)
 	}
+	// As the agent's main does: keep the first thread off the goroutines
+	// that join a container's namespaces and end locked (libcontainer's),
+	// which the runtime would park there for ever, still inside.
+	runtime.LockOSThread()
 }
 
 var (
