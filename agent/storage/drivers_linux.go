@@ -66,19 +66,6 @@ func (m *Manager) propagate(target, key string, opts MountOptions) error {
 	return nil
 }
 
-// unmount unmounts target, lazily if it is busy: a container that still
-// holds it open must not keep the storage pinned forever.
-func (m *Manager) unmount(target string) error {
-	err := m.cfg.Mounter.Unmount(target, 0)
-	if errors.Is(err, unix.EBUSY) {
-		err = m.cfg.Mounter.Unmount(target, unix.MNT_DETACH)
-	}
-	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", target, err)
-	}
-	return nil
-}
-
 // mountLocal makes a directory (the runtime's disk-backed emptyDir); the
 // mode option sets its permissions, fsgid its group.
 func (m *Manager) mountLocal(r *request) (func() error, error) {

@@ -151,15 +151,16 @@ func (m *Manager) mountOn(mp *mountPoint, mount func(target string) error, after
 		// rather than unmount whatever the name now leads to.
 		return nil, err
 	}
-	defer f.Close()
 	if after != nil {
-		if err := after(safefs.ProcPath(f)); err != nil {
-			if uerr := m.unmount(safefs.ProcPath(f)); uerr != nil {
-				err = errors.Join(err, uerr)
-			}
-			mp.removeCreated()
-			return nil, err
+		err = after(safefs.ProcPath(f))
+	}
+	f.Close() // before any unmount: our handle would keep the mount busy
+	if err != nil {
+		if uerr := m.unmount(mp.byName(), mp.key); uerr != nil {
+			err = errors.Join(err, uerr)
 		}
+		mp.removeCreated()
+		return nil, err
 	}
 	return m.releaser(mp.key, mp.dir, mp.created, id), nil
 }
@@ -199,7 +200,7 @@ func (m *Manager) releaser(key string, dir, created bool, id uint64) func() erro
 		// The name cannot lead elsewhere between the check and here: the
 		// parent is a handle, a symlink as the last component is not
 		// followed, and only the agent mounts under Root.
-		if err := m.unmountName(mp); err != nil {
+		if err := m.unmount(mp.byName(), key); err != nil {
 			return err
 		}
 		mp.removeCreated()
@@ -215,7 +216,16 @@ const (
 	busyRetryFirst = time.Millisecond
 )
 
-// unmountName unmounts what is mounted on mp's name.
+// byName is the path of mp's name through its parent's handle: what is
+// mounted there, with no descriptor of ours on the mount itself.
+func (mp *mountPoint) byName() string {
+	return safefs.ProcPath(mp.parent) + "/" + mp.name
+}
+
+// unmount unmounts what is mounted at target (a symlink as its last
+// component is not followed); what names the mount point in messages.
+// Callers hold no descriptor on the mount, so that the unmount is not
+// lazy: the file system is shut down and written back when it returns.
 //
 // A file system on a block device is written back first: should a copy
 // of the mount live on in a namespace the agent does not see, our
@@ -225,14 +235,14 @@ const (
 //
 // A mount that stays busy (something outside the container's namespace
 // holds a file on it) is written back whatever it sits on, and then
-// detached: what was written to it is on its device, though the file
+// detached: a container that still holds it must not pin the storage for
+// ever, and what was written to it is on its device, though the file
 // system lives on until the last holder lets go.
-func (m *Manager) unmountName(mp *mountPoint) error {
-	target := safefs.ProcPath(mp.parent) + "/" + mp.name
+func (m *Manager) unmount(target, what string) error {
 	// With a fake mounter nothing is mounted there to write back.
 	if m.verifyMounts {
-		if err := syncName(mp, true); err != nil {
-			m.log.Warn("write back before unmounting", "mount_point", mp.key, "error", err)
+		if err := syncMount(target, what, true); err != nil {
+			m.log.Warn("write back before unmounting", "mount_point", what, "error", err)
 		}
 	}
 	err := m.cfg.Mounter.Unmount(target, unix.UMOUNT_NOFOLLOW)
@@ -242,44 +252,45 @@ func (m *Manager) unmountName(mp *mountPoint) error {
 		err = m.cfg.Mounter.Unmount(target, unix.UMOUNT_NOFOLLOW)
 	}
 	if errors.Is(err, unix.EBUSY) {
-		if serr := syncName(mp, false); serr != nil {
-			m.log.Warn("write back a busy mount before detaching it", "mount_point", mp.key, "error", serr)
+		if serr := syncMount(target, what, false); serr != nil {
+			m.log.Warn("write back a busy mount before detaching it", "mount_point", what, "error", serr)
 		}
-		m.log.Info("mount busy: detached, its file system lives on", "mount_point", mp.key)
+		m.log.Info("mount busy: detached, its file system lives on", "mount_point", what)
 		err = m.cfg.Mounter.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 	}
 	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", mp.key, err)
+		return fmt.Errorf("unmount %s: %w", what, err)
 	}
 	return nil
 }
 
-// syncName writes back the file system mounted on mp's name (syncfs(2)
-// needs a descriptor that is not O_PATH); with blockOnly, only one that
-// sits on a block device (virtio-fs would pass it on to the host's whole
-// file system). A file mount point is left: it is a bind mount whose data
-// lives in its source's file system, and opening it could block (a FIFO)
-// or act (a device).
-func syncName(mp *mountPoint, blockOnly bool) error {
-	if !mp.dir {
+// syncMount writes back the file system mounted on the directory at
+// target (syncfs(2) needs a descriptor that is not O_PATH); with
+// blockOnly, only one that sits on a block device (virtio-fs would pass
+// it on to the host's whole file system). A file mount point is left
+// (O_DIRECTORY refuses it before anything is opened, so a FIFO cannot
+// block nor a device act): it is a bind mount whose data lives in its
+// source's file system.
+func syncMount(target, what string, blockOnly bool) error {
+	fd, err := unix.Open(target, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTDIR) {
 		return nil
 	}
-	fd, err := unix.Openat(int(mp.parent.Fd()), mp.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", mp.key, err)
+		return fmt.Errorf("open %s: %w", what, err)
 	}
 	defer unix.Close(fd)
 	if blockOnly {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", mp.key, err)
+			return fmt.Errorf("stat %s: %w", what, err)
 		}
 		if unix.Major(st.Dev) == 0 { // tmpfs, virtio-fs, overlay: no device of their own
 			return nil
 		}
 	}
 	if err := unix.Syncfs(fd); err != nil {
-		return fmt.Errorf("syncfs %s: %w", mp.key, err)
+		return fmt.Errorf("syncfs %s: %w", what, err)
 	}
 	return nil
 }

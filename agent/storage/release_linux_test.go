@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -191,5 +192,31 @@ func TestRealBusyBlockReleaseWritesBack(t *testing.T) {
 	}
 	if got := imageFile(t, replayed, "data"); got != want {
 		t.Fatalf("image holds data = %q, want %q", got, want)
+	}
+}
+
+// TestRealFailedMountIsUnmounted: when the work after a mount fails (a
+// block volume's fsGroup, say), the new mount is undone for real before
+// the error is returned, as a release does: the file system is gone, and
+// so is the mount point made for it, with children forked throughout.
+func TestRealFailedMountIsUnmounted(t *testing.T) {
+	m, root := realManager(t)
+	_, dev := loopExt4(t, 32<<20)
+	key := filepath.Join(root, "sandbox/storage/vol")
+	failed := errors.New("after failed")
+	r := &request{st: &pb.Storage{Driver: "blk", Fstype: "ext4"}, key: key, target: key}
+	stop := forkWhile(t)
+	defer stop()
+	for i := range 30 {
+		_, err := m.mountFS(dev, r, "ext4", MountOptions{}, func(string) error { return failed })
+		if !errors.Is(err, failed) {
+			t.Fatalf("round %d: mountFS = %v, want the after error", i, err)
+		}
+		if ext4Live(t, dev) {
+			t.Fatalf("round %d: the file system on %s still alive after the failed mount", i, dev)
+		}
+		if _, err := os.Lstat(key); !os.IsNotExist(err) {
+			t.Fatalf("round %d: mount point left behind: %v", i, err)
+		}
 	}
 }

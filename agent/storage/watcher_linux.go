@@ -82,7 +82,7 @@ func (m *Manager) mountWatchable(r *request) (func() error, error) {
 		bound := w.bound
 		wt.mu.Unlock()
 		if bound {
-			if err := m.unmount(w.target); err != nil {
+			if err := m.unmount(w.target, w.target); err != nil {
 				return err
 			}
 		}
