@@ -25,3 +25,17 @@ func TestBenchRowVerdict(t *testing.T) {
 		}
 	}
 }
+
+// The ReadStdout row pairs each transfer with its own floor run: the
+// ratio is the median of the pairs' ratios, not the ratio of the medians
+// (which here would be 20/200 = 0.1x).
+func TestSummarizeStdoutPairsRounds(t *testing.T) {
+	s := summarizeStdout([]stdoutRound{
+		{mbps: 10, raw: 50, pipe: 20, rtt: 3},
+		{mbps: 20, raw: 400, pipe: 40, rtt: 1},
+		{mbps: 30, raw: 200, pipe: 30, rtt: 2},
+	})
+	if s.mbps != 20 || s.ofRaw != 0.15 || s.ofPipe != 0.5 || s.rtt != 2 {
+		t.Errorf("summary = %.2f MB/s, %.3fx raw, %.2fx pipe, rtt %v; want 20 MB/s, 0.150x, 0.50x, 2", s.mbps, s.ofRaw, s.ofPipe, s.rtt)
+	}
+}
