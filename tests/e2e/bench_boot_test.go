@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/sandbox-guest/sandbox-guest/host/vmm"
-	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
-	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
 )
 
 // initrdVariant is one initramfs of BENCH_INITRDS: a label and a path
@@ -96,15 +94,9 @@ func BenchmarkReadStdoutAB(b *testing.B) {
 			if v.path != "" {
 				opts = append(opts, vmm.WithInitrd(v.path))
 			}
-			s := bootSuite(b, opts...)
-			_, err := s.cli.Agent.CreateSandbox(s.benchCtx(b), &pb.CreateSandboxRequest{
-				Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-			})
-			check(b, "CreateSandbox", err)
-			rate, rtt := s.readStdoutRate(b)
+			rate, rtt := stdoutInNewGuest(b, opts...)
 			v.rates = append(v.rates, rate)
 			b.Logf("round %d %s: ReadStdout %.1f MB/s, Check %.2f ms", i+1, v.label, rate, float64(rtt)/1e6)
-			_ = s.vm.Close()
 		}
 	}
 	fm := medianF(floorReplies)

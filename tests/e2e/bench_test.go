@@ -379,17 +379,16 @@ type stdoutRound struct {
 	raw, pipe float64 // the floor's raw stream and pipe replies, MB/s
 }
 
-// stdoutRoundRun boots the image in a guest of its own after the round's
-// floor run f and makes one ReadStdout transfer.
-func stdoutRoundRun(tb testing.TB, f floorResult) stdoutRound {
-	s := bootSuite(tb)
+// stdoutInNewGuest boots the image (with opts) in a guest of its own,
+// creates the sandbox and makes one ReadStdout transfer (readStdoutRate).
+func stdoutInNewGuest(tb testing.TB, opts ...vmm.Option) (mbps float64, rtt time.Duration) {
+	s := bootSuite(tb, opts...)
 	defer s.vm.Close()
 	_, err := s.cli.Agent.CreateSandbox(s.benchCtx(tb), &pb.CreateSandboxRequest{
 		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
 	})
 	check(tb, "CreateSandbox", err)
-	r, rtt := s.readStdoutRate(tb)
-	return stdoutRound{mbps: r, rtt: rtt, raw: f.mbps, pipe: f.pipeMBps}
+	return s.readStdoutRate(tb)
 }
 
 // stdoutSummary is the ReadStdout row: the median rate, the medians of
@@ -498,7 +497,9 @@ func BenchmarkBudgets(b *testing.B) {
 		}
 		gvm.Close()
 		goFloorBoots = append(goFloorBoots, gb)
-		r := stdoutRoundRun(b, f)
+		// A transfer in a guest of its own, paired with this round's floor.
+		r := stdoutRound{raw: f.mbps, pipe: f.pipeMBps}
+		r.mbps, r.rtt = stdoutInNewGuest(b)
 		rounds = append(rounds, r)
 		b.Logf("boot %d: ReadStdout %.1f MB/s (%.3fx raw, %.2fx pipe replies), Check %.2f ms", i+1, r.mbps, r.mbps/f.mbps, r.mbps/f.pipeMBps, float64(r.rtt)/1e6)
 		b.Logf("boot %d: floor %v, agent %v (%s); raw vsock %.0f MB/s, floor round trip %.2f ms, floor 32 KiB replies %.1f MB/s, from a pipe %.1f MB/s",
