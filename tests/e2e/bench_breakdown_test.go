@@ -17,7 +17,6 @@ import (
 
 	"github.com/sandbox-guest/sandbox-guest/host/vmm"
 	"github.com/sandbox-guest/sandbox-guest/image-builder/initrd"
-	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
 	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
 )
 
@@ -37,10 +36,7 @@ func BenchmarkGuestBreakdown(b *testing.B) {
 	s := bootSuite(b, vmm.WithInitrd(debugInitrd(b)),
 		vmm.WithAppend("agent.debug_console", fmt.Sprintf("agent.debug_console_vport=%d", debugConsolePort)))
 	ctx := s.benchCtx(b)
-	_, err := s.cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-	})
-	check(b, "CreateSandbox", err)
+	s.createSandbox(ctx, b, nil)
 	time.Sleep(2 * time.Second)
 	con := openConsole(b, s)
 	defer con.Close()

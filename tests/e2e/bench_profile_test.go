@@ -51,10 +51,7 @@ func BenchmarkReadStdoutProfile(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := s.benchCtx(b)
-	_, err := s.cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-	})
-	check(b, "CreateSandbox", err)
+	s.createSandbox(ctx, b, nil)
 	for i := 0; i < rounds; i++ {
 		rate, rtt := s.readStdoutRate(b)
 		b.Logf("ReadStdout %.1f MB/s, Check %.2f ms", rate, float64(rtt)/1e6)

@@ -140,10 +140,7 @@ func runcAnchor(tb testing.TB, n int) (agent, runc time.Duration, skipped string
 	defer cancel()
 	ctx, bcancel := s.vm.Bound(bctx)
 	defer bcancel()
-	_, err := s.cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-	})
-	check(tb, "CreateSandbox", err)
+	s.createSandbox(ctx, tb, nil)
 
 	const cid = "bench"
 	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, cid), s.bb); err != nil {

@@ -384,10 +384,7 @@ type stdoutRound struct {
 func stdoutInNewGuest(tb testing.TB, opts ...vmm.Option) (mbps float64, rtt time.Duration) {
 	s := bootSuite(tb, opts...)
 	defer s.vm.Close()
-	_, err := s.cli.Agent.CreateSandbox(s.benchCtx(tb), &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-	})
-	check(tb, "CreateSandbox", err)
+	s.createSandbox(s.benchCtx(tb), tb, nil)
 	return s.readStdoutRate(tb)
 }
 
@@ -540,11 +537,7 @@ func BenchmarkBudgets(b *testing.B) {
 
 	s := bootSuite(b)
 	ctx := s.benchCtx(b)
-	if _, err := s.cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-	}); err != nil {
-		b.Fatal(err)
-	}
+	s.createSandbox(ctx, b, nil)
 	time.Sleep(2 * time.Second)
 	idle := s.agentMemory(b)
 	settledUsed := s.settledGuestUsed(b)

@@ -76,12 +76,7 @@ func TestBlockStorage(t *testing.T) {
 		vmm.WithPCIeRootPort(blkRootPort, blkRootPortSlot),
 		vmm.WithAppend("agent.hotplug_timeout=10"),
 	)
-	_, err := s.cli.Agent.CreateSandbox(s.rpcCtx(t), &pb.CreateSandboxRequest{
-		Hostname:  sandboxID,
-		SandboxId: sandboxID,
-		Storages:  fixture.SandboxStorages(),
-	})
-	check(t, "CreateSandbox", err)
+	s.createSandbox(s.rpcCtx(t), t, nil)
 
 	const cid = "blkvol"
 	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, cid), s.bb); err != nil {
@@ -120,7 +115,7 @@ func TestBlockStorage(t *testing.T) {
 	if err := s.vm.QMP().HotplugBlock(ctx, "vol1", img, blkRootPort, false); err != nil {
 		t.Fatalf("QMP hot-plug: %v", err)
 	}
-	_, err = s.cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
+	_, err := s.cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
 		ContainerId: cid, ExecId: cid,
 		OCI:      fixture.Spec(sandboxID, cid, []string{"sh", "-c", script}, withVolume),
 		Storages: []*pb.Storage{storage(blkPCIPath)},

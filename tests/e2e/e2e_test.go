@@ -211,13 +211,22 @@ func (s *suite) testHealth(t *testing.T) {
 }
 
 func (s *suite) testCreateSandbox(t *testing.T) {
-	_, err := s.cli.Agent.CreateSandbox(s.rpcCtx(t), &pb.CreateSandboxRequest{
-		Hostname:  sandboxID,
-		SandboxId: sandboxID,
-		Storages:  fixture.SandboxStorages(),
-		Dns:       sandboxDNS, // protocol_test.go
+	s.createSandbox(s.rpcCtx(t), t, func(r *pb.CreateSandboxRequest) {
+		r.Dns = sandboxDNS // protocol_test.go
 	})
-	check(t, "CreateSandbox", err)
+}
+
+// createSandbox creates the suite's pod, as the runtime does first: the
+// suite's sandbox id as id and hostname, the shared directory as its
+// storage. edit, when not nil, adds to the request first.
+func (s *suite) createSandbox(ctx context.Context, tb testing.TB, edit func(*pb.CreateSandboxRequest)) {
+	tb.Helper()
+	req := &pb.CreateSandboxRequest{Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages()}
+	if edit != nil {
+		edit(req)
+	}
+	_, err := s.cli.Agent.CreateSandbox(ctx, req)
+	check(tb, "CreateSandbox", err)
 }
 
 // createContainer writes a busybox rootfs for cid into the share and

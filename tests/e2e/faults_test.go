@@ -267,10 +267,7 @@ func (s *suite) testFaultForkBomb(t *testing.T) {
 func bootFaultSuite(t *testing.T, extra ...vmm.Option) *suite {
 	t.Helper()
 	s := bootSuite(t, extra...)
-	_, err := s.cli.Agent.CreateSandbox(s.rpcCtx(t), &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-	})
-	check(t, "CreateSandbox", err)
+	s.createSandbox(s.rpcCtx(t), t, nil)
 	return s
 }
 

@@ -107,11 +107,9 @@ func TestE2EGuestHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := s.rpcCtx(t)
-	_, err := s.cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-		GuestHookPath: fixture.GuestSharedDir + "hooks",
+	s.createSandbox(ctx, t, func(r *pb.CreateSandboxRequest) {
+		r.GuestHookPath = fixture.GuestSharedDir + "hooks"
 	})
-	check(t, "CreateSandbox", err)
 
 	const cid = "hooked"
 	s.createContainer(t, cid, []string{"sleep", "3600"})
@@ -139,7 +137,7 @@ func TestE2EGuestHooks(t *testing.T) {
 	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, "refused"), s.bb); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "refused", ExecId: "refused", OCI: spec})
+	_, err := s.cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{ContainerId: "refused", ExecId: "refused", OCI: spec})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "hooks/prestart/recorder") || !strings.Contains(err.Error(), "refused container refused by policy") {
 		t.Errorf("CreateContainer with a refusing prestart hook: %v", err)
 	}

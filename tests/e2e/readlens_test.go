@@ -8,7 +8,6 @@ import (
 	"time"
 
 	pb "github.com/sandbox-guest/sandbox-guest/protocols/agentpb"
-	"github.com/sandbox-guest/sandbox-guest/tests/e2e/fixture"
 )
 
 // BenchmarkReadStdoutLens separates the per-call from the per-byte cost
@@ -16,8 +15,7 @@ import (
 func BenchmarkReadStdoutLens(b *testing.B) {
 	s := bootSuite(b)
 	ctx := s.benchCtx(b)
-	_, err := s.cli.Agent.CreateSandbox(ctx, &pb.CreateSandboxRequest{Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages()})
-	check(b, "CreateSandbox", err)
+	s.createSandbox(ctx, b, nil)
 	const total = 16 << 20
 	for i, l := range []int{4 << 10, 32 << 10, 256 << 10, 1 << 20} {
 		cid := "lens" + strconv.Itoa(i)

@@ -81,10 +81,7 @@ func TestSwapAndResize(t *testing.T) {
 		vmm.WithPCIeRootPort(emptyPort, emptySlot),
 		vmm.WithAppend("agent.hotplug_timeout=5"),
 	)
-	_, err := s.cli.Agent.CreateSandbox(s.rpcCtx(t), &pb.CreateSandboxRequest{
-		Hostname: sandboxID, SandboxId: sandboxID, Storages: fixture.SandboxStorages(),
-	})
-	check(t, "CreateSandbox", err)
+	s.createSandbox(s.rpcCtx(t), t, nil)
 
 	// A long-lived container holding the ext4 volume at /data.
 	const cid = "vol"
@@ -95,7 +92,7 @@ func TestSwapAndResize(t *testing.T) {
 	if err := fixture.BusyboxRootfs(fixture.HostRootfs(s.share, cid), s.bb); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.cli.Agent.CreateContainer(s.rpcCtx(t), &pb.CreateContainerRequest{
+	_, err := s.cli.Agent.CreateContainer(s.rpcCtx(t), &pb.CreateContainerRequest{
 		ContainerId: cid, ExecId: cid,
 		OCI: fixture.Spec(sandboxID, cid, []string{"sleep", "3600"}, func(spec *pb.Spec) {
 			spec.Mounts = append(spec.Mounts, &pb.Mount{Destination: "/data", Type: "bind", Source: mountPoint, Options: []string{"rbind", "rw"}})
