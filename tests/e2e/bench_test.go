@@ -726,6 +726,15 @@ func (s *suite) readStdoutRate(tb testing.TB) (mbps float64, rtt time.Duration) 
 	// at a time and under TCG writes only 2-5 MB/s by itself (measured by
 	// BenchmarkGuestBreakdown), which made this row measure the writer.
 	s.createContainer(tb, cid, []string{"dd", "if=/dev/zero", "bs=65536", "count=" + strconv.Itoa(streamBytes/65536)})
+	d := s.readStdoutAll(tb, ctx, cid)
+	s.remove(tb, cid)
+	return float64(streamBytes) / d.Seconds() / 1e6, median(rtts)
+}
+
+// readStdoutAll reads the started container cid's stdout to its end at
+// the shim's read size, checks that it was streamBytes long, waits for
+// the container's exit and returns how long the reads took.
+func (s *suite) readStdoutAll(tb testing.TB, ctx context.Context, cid string) time.Duration {
 	start := time.Now()
 	var n int
 	for {
@@ -743,8 +752,7 @@ func (s *suite) readStdoutRate(tb testing.TB) (mbps float64, rtt time.Duration) 
 	if st := s.wait(tb, cid, cid); st != 0 {
 		tb.Fatalf("stdout container exited %d", st)
 	}
-	s.remove(tb, cid)
-	return float64(n) / d.Seconds() / 1e6, median(rtts)
+	return d
 }
 
 // hotplugOnline adds a DIMM and returns the time until the guest's

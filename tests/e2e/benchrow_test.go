@@ -39,3 +39,36 @@ func TestSummarizeStdoutPairsRounds(t *testing.T) {
 		t.Errorf("summary = %.2f MB/s, %.3fx raw, %.2fx pipe, rtt %v; want 20 MB/s, 0.150x, 0.50x, 2", s.mbps, s.ofRaw, s.ofPipe, s.rtt)
 	}
 }
+
+// The guest CPU accounting reads /proc/stat's cpu line and PID 1's stat,
+// whose command name may hold spaces and parentheses.
+func TestParseCPUTicks(t *testing.T) {
+	out := "/ # head -n 1 /proc/stat; cat /proc/1/stat\r\n" +
+		"cpu  100 5 200 1000 10 3 7 0 0 0\r\n" +
+		"1 (kata (agent) x) S 0 1 1 0 -1 4194560 1 2 3 4 40 60 300 120 20 0 9 0 5 1 2 3\n"
+	got, err := parseCPUTicks(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cpuTicks{busy: 315, idle: 1010, interrupts: 10, agentUser: 40, agentSys: 60, reaped: 420}
+	if got != want {
+		t.Errorf("parseCPUTicks = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{
+		"cpu 1 2 3\n1 (a) S",
+		"cpu  100 5 200 1000 10 3 7 0 0 0",
+		"cpu  100 5 200 1000 10 3 7 0 0 0\n1 kata S 0 1",
+		"cpu  100 5 200 1000 10 3 7 0 0 0\n1 (a) S 0 1 1",
+		"cpu  100 5 200 1000 10 3 7 0 0 0\n1 (a) S 0 1 1 0 -1 4194560 1 2 3 4 x 60 300 120",
+	} {
+		if _, err := parseCPUTicks(bad); err == nil {
+			t.Errorf("parseCPUTicks(%q) accepted", bad)
+		}
+	}
+	before := cpuTicks{busy: 100, idle: 100, interrupts: 10, agentUser: 30, agentSys: 10, reaped: 20}
+	after := cpuTicks{busy: 180, idle: 120, interrupts: 20, agentUser: 55, agentSys: 25, reaped: 50}
+	// 100 ticks over 10 calls: 1 tick (10 ms) = 10% per 10 calls.
+	if got, want := cpuShares(before, after, 10), "  per call: agent 40.000 ms (40%) (user 25.000, system 15.000), writer 30.000 ms (30%), rest of the kernel 10.000 ms (10%), idle 20.000 ms (20%); interrupts within these 10.000 ms (10%)\n"; got != want {
+		t.Errorf("cpuShares = %q, want %q", got, want)
+	}
+}
