@@ -27,7 +27,8 @@ lint-e2e:
 
 # bench: measured in the guest under QEMU (see tests/e2e/bench_test.go);
 # BenchmarkGuestBreakdown (bench_breakdown_test.go) follows the table with
-# where the guest's and the agent's memory goes.
+# where the guest's and the agent's memory goes, and the vCPU during a
+# ReadStdout transfer.
 # The lifecycle row's anchor is runc, built static from the runc version
 # the agent links (go.mod), run in the same guest.
 .PHONY: bench bench-runc

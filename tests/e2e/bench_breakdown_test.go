@@ -28,8 +28,8 @@ import (
 // the lifecycles. It also times the container's side of the ReadStdout row
 // alone: 64 MiB from the writer to /dev/null and through a pipe to `cat`
 // in the guest, the path every ReadStdout byte takes before the agent sees
-// it. It boots
-// the debug image (the agent plus a static busybox on vsock port 1026,
+// it, and accounts the guest's CPU around one more transfer (cpuShares).
+// It boots the debug image (the agent plus a static busybox on vsock port 1026,
 // which adds the busybox binary to the initramfs: reported).
 func BenchmarkGuestBreakdown(b *testing.B) {
 	cycles := envInt(b, "BENCH_CYCLES", 50)
