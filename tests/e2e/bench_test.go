@@ -714,6 +714,24 @@ const guestSettle = 8 * time.Second
 // per ReadStdout; it also returns the median Check round trip.
 func (s *suite) readStdoutRate(tb testing.TB) (mbps float64, rtt time.Duration) {
 	ctx := s.benchCtx(tb)
+	rtt = s.checkRTT(tb, ctx)
+	const cid = "bench-stdout"
+	s.createContainer(tb, cid, streamWriter())
+	d := s.readStdoutAll(tb, ctx, cid)
+	s.remove(tb, cid)
+	return float64(streamBytes) / d.Seconds() / 1e6, rtt
+}
+
+// streamWriter is the command of the stdio rows' container: streamBytes
+// to stdout with dd bs=64k. busybox's head -c copies a byte at a time and
+// under TCG writes only 2-5 MB/s by itself (measured by
+// BenchmarkGuestBreakdown), which made the rows measure the writer.
+func streamWriter() []string {
+	return []string{"dd", "if=/dev/zero", "bs=65536", "count=" + strconv.Itoa(streamBytes/65536)}
+}
+
+// checkRTT is the median round trip of 20 Check calls, one at a time.
+func (s *suite) checkRTT(tb testing.TB, ctx context.Context) time.Duration {
 	var rtts []time.Duration
 	for i := 0; i < 20; i++ {
 		start := time.Now()
@@ -721,14 +739,7 @@ func (s *suite) readStdoutRate(tb testing.TB) (mbps float64, rtt time.Duration) 
 		check(tb, "Check", err)
 		rtts = append(rtts, time.Since(start))
 	}
-	const cid = "bench-stdout"
-	// dd bs=64k, as the stream-port row: busybox's head -c copies a byte
-	// at a time and under TCG writes only 2-5 MB/s by itself (measured by
-	// BenchmarkGuestBreakdown), which made this row measure the writer.
-	s.createContainer(tb, cid, []string{"dd", "if=/dev/zero", "bs=65536", "count=" + strconv.Itoa(streamBytes/65536)})
-	d := s.readStdoutAll(tb, ctx, cid)
-	s.remove(tb, cid)
-	return float64(streamBytes) / d.Seconds() / 1e6, median(rtts)
+	return median(rtts)
 }
 
 // readStdoutAll reads the started container cid's stdout to its end at

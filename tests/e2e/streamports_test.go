@@ -118,7 +118,7 @@ func (s *suite) streamPortRate(tb testing.TB) float64 {
 	}
 	_, err = s.cli.Agent.CreateContainer(ctx, &pb.CreateContainerRequest{
 		ContainerId: cid, ExecId: cid, StdoutPort: ports.StdoutPort,
-		OCI: fixture.Spec(sandboxID, cid, []string{"dd", "if=/dev/zero", "bs=65536", "count=" + strconv.Itoa(streamBytes/65536)}),
+		OCI: fixture.Spec(sandboxID, cid, streamWriter()),
 	})
 	check(tb, "CreateContainer", err)
 	_, err = s.cli.Agent.StartContainer(ctx, &pb.StartContainerRequest{ContainerId: cid})
